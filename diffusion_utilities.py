@@ -1,0 +1,1284 @@
+"""The shared code of the Sprite Diffusion course, in the order the lessons meet it.
+
+Every notebook imports this one module; nothing a lesson needs is defined twice.
+
+Sections
+--------
+1. Model      ResidualConvBlock, UnetDown, UnetUp, EmbedFC, ContextUnet
+2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the step functions
+              (perturb_input, denoise_add_noise, denoise_ddim)
+3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver
+4. Data       transform, CustomDataset, sprite_files
+5. Training   diffusion_loss, EMA, TrainConfig, train (checkpoints, resume)
+6. Weights    save_model, load_model
+7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
+
+Conventions: images are float tensors (B, C, H, W) scaled to [-1, 1]; a context is a
+(B, n_cfeat) float tensor (one-hot for a class, any mix for blends, zeros for "no
+context"); timesteps are integers 0..T and the network sees them as t / T in [0, 1].
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import math
+import os
+import pickle
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parent
+DATA_DIR = REPO_ROOT / "data"
+WEIGHTS_DIR = REPO_ROOT / "weights"
+
+#: The five sprite classes, in the order of the label vector.
+CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick a device: ``prefer`` if given ("cpu", "cuda", "mps"), else CUDA, then Apple MPS, then CPU."""
+    if prefer not in (None, "auto"):
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# =============================================================================
+# 1. Model
+# =============================================================================
+
+
+class ResidualConvBlock(nn.Module):
+    """Two (Conv3x3, BatchNorm, GELU) layers: (B, in, H, W) -> (B, out, H, W).
+
+    With ``is_res`` the block adds its input back, ``(x + conv2(conv1(x))) / 1.414``,
+    through a learned 1x1 convolution when the channel counts differ. (The original
+    course built that 1x1 convolution anew, with random weights, inside ``forward``;
+    here it is a registered submodule that trains and is saved with the rest.)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, is_res: bool = False):
+        super().__init__()
+        self.same_channels = in_channels == out_channels
+        self.is_res = is_res
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1), nn.BatchNorm2d(out_channels), nn.GELU()
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.BatchNorm2d(out_channels), nn.GELU()
+        )
+        needs_shortcut = is_res and not self.same_channels
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if needs_shortcut else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = self.conv2(self.conv1(x))
+        if not self.is_res:
+            return x2
+        return (self.shortcut(x) + x2) / 1.414
+
+
+class UnetDown(nn.Module):
+    """Two residual blocks and a 2x2 max-pool: (B, in, H, W) -> (B, out, H/2, W/2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.model = nn.Sequential(
+            ResidualConvBlock(in_channels, out_channels),
+            ResidualConvBlock(out_channels, out_channels),
+            nn.MaxPool2d(2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class UnetUp(nn.Module):
+    """Concatenate the skip connection, upsample x2, two residual blocks.
+
+    (B, c1, H, W) and skip (B, c2, H, W) with c1 + c2 = in_channels -> (B, out, 2H, 2W).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.ConvTranspose2d(in_channels, out_channels, 2, 2),
+            ResidualConvBlock(out_channels, out_channels),
+            ResidualConvBlock(out_channels, out_channels),
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat((x, skip), 1))
+
+
+class EmbedFC(nn.Module):
+    """Linear, GELU, Linear: an embedding of a (B, input_dim) vector -> (B, emb_dim)."""
+
+    def __init__(self, input_dim: int, emb_dim: int):
+        super().__init__()
+        self.input_dim = input_dim
+        self.model = nn.Sequential(nn.Linear(input_dim, emb_dim), nn.GELU(), nn.Linear(emb_dim, emb_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.reshape(-1, self.input_dim))
+
+
+class ContextUnet(nn.Module):
+    """The course's U-Net that predicts the noise in an image, given time and context.
+
+    ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with
+    values t / T in [0, 1], c (B, n_cfeat) or None (= zeros, "no context") -> the
+    predicted noise, (B, in_channels, height, height).
+
+    Shapes inside, for height h and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
+    down2 (2f, h/4) -> to_vec (2f, 1) -> up0 (2f, h/4) -> up1 (f, h/2) -> up2 (f, h) ->
+    out (in_channels, h). Time and context enter the decoder as
+    ``cemb * features + temb``. height must be divisible by 4.
+    """
+
+    def __init__(self, in_channels: int, n_feat: int = 256, n_cfeat: int = 10, height: int = 28):
+        super().__init__()
+        if height % 4 != 0:
+            raise ValueError(f"ContextUnet needs a height divisible by 4 (16, 20, 24, 28, ...); got {height}.")
+        self.in_channels = in_channels
+        self.n_feat = n_feat
+        self.n_cfeat = n_cfeat
+        self.h = height
+
+        self.init_conv = ResidualConvBlock(in_channels, n_feat, is_res=True)
+        self.down1 = UnetDown(n_feat, n_feat)
+        self.down2 = UnetDown(n_feat, 2 * n_feat)
+        # Pool the (h/4 x h/4) map to one vector; the original's fixed window of 4 only fits h = 16.
+        self.to_vec = nn.Sequential(nn.AvgPool2d(height // 4), nn.GELU())
+
+        self.timeembed1 = EmbedFC(1, 2 * n_feat)
+        self.timeembed2 = EmbedFC(1, n_feat)
+        self.contextembed1 = EmbedFC(n_cfeat, 2 * n_feat)
+        self.contextembed2 = EmbedFC(n_cfeat, n_feat)
+
+        self.up0 = nn.Sequential(
+            nn.ConvTranspose2d(2 * n_feat, 2 * n_feat, height // 4, height // 4),
+            nn.GroupNorm(8, 2 * n_feat),
+            nn.ReLU(),
+        )
+        self.up1 = UnetUp(4 * n_feat, n_feat)
+        self.up2 = UnetUp(2 * n_feat, n_feat)
+        self.out = nn.Sequential(
+            nn.Conv2d(2 * n_feat, n_feat, 3, 1, 1),
+            nn.GroupNorm(8, n_feat),
+            nn.ReLU(),
+            nn.Conv2d(n_feat, in_channels, 3, 1, 1),
+        )
+
+    @property
+    def height(self) -> int:
+        return self.h
+
+    def config(self) -> dict:
+        """The constructor arguments, e.g. {'in_channels': 3, 'n_feat': 64, 'n_cfeat': 5, 'height': 16}."""
+        return dict(in_channels=self.in_channels, n_feat=self.n_feat, n_cfeat=self.n_cfeat, height=self.h)
+
+    def _check_inputs(self, x, t, c):
+        b = x.shape[0] if x.dim() == 4 else None
+        expected = (self.in_channels, self.h, self.h)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"ContextUnet expected x of shape (B, {self.in_channels}, {self.h}, {self.h}), got {tuple(x.shape)}."
+            )
+        if not torch.is_tensor(t) or t.numel() != b or t.dim() not in (1, 2, 4):
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(
+                f"ContextUnet expected t of shape ({b},) or ({b}, 1, 1, 1) with values t/T in [0, 1], got {shape}."
+            )
+        if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
+            shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
+            raise ValueError(
+                f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) (one weight per class) "
+                f"or None, got {shape}."
+            )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_inputs(x, t, c)
+        t = t.reshape(-1, 1).to(x.dtype)
+        if c is None:
+            c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype)
+        c = c.to(x.dtype)
+
+        x = self.init_conv(x)
+        down1 = self.down1(x)
+        down2 = self.down2(down1)
+        hiddenvec = self.to_vec(down2)
+
+        cemb1 = self.contextembed1(c).view(-1, self.n_feat * 2, 1, 1)
+        temb1 = self.timeembed1(t).view(-1, self.n_feat * 2, 1, 1)
+        cemb2 = self.contextembed2(c).view(-1, self.n_feat, 1, 1)
+        temb2 = self.timeembed2(t).view(-1, self.n_feat, 1, 1)
+
+        up1 = self.up0(hiddenvec)
+        up2 = self.up1(cemb1 * up1 + temb1, down2)
+        up3 = self.up2(cemb2 * up2 + temb2, down1)
+        return self.out(torch.cat((up3, x), 1))
+
+
+def course_model() -> ContextUnet:
+    """The course's network: ContextUnet(in_channels=3, n_feat=64, n_cfeat=5, height=16)."""
+    return ContextUnet(in_channels=3, n_feat=64, n_cfeat=5, height=16)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (1,481,027 for the course model)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# =============================================================================
+# 2. Schedule
+# =============================================================================
+
+
+class DDPMSchedule:
+    """The noise schedule and the one-step formulas of DDPM and DDIM.
+
+    ``b_t`` runs linearly from beta1 to beta2 over T + 1 points (index 0..T),
+    ``a_t = 1 - b_t`` and ``ab_t`` is the cumulative product of ``a_t``,
+    ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]``, with ``ab_t[0]`` set to 1 (as in the course;
+    so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2). Computed in float64, stored as
+    float32 on ``device``; the posterior variance ``b~_t`` sits beside them as ``b_tilde_t``.
+    """
+
+    def __init__(self, timesteps: int = 500, beta1: float = 1e-4, beta2: float = 0.02, device="cpu"):
+        if int(timesteps) != timesteps or timesteps < 1:
+            raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}.")
+        if not 0 < beta1 <= beta2 < 1:
+            raise ValueError(f"Need 0 < beta1 <= beta2 < 1, got beta1={beta1}, beta2={beta2}.")
+        self.T = self.timesteps = int(timesteps)
+        self.beta1, self.beta2 = beta1, beta2
+        self.device = torch.device(device)
+        b = (beta2 - beta1) * torch.linspace(0, 1, self.T + 1, dtype=torch.float64) + beta1
+        a = 1 - b
+        ab = torch.cumprod(a, 0)
+        ab[0] = 1.0  # ab_t[0] = 1: no noise at t = 0
+        self._b, self._a, self._ab = b, a, ab
+        # posterior variance b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t), t >= 1
+        bt = torch.zeros_like(b)
+        bt[1:] = b[1:] * (1 - ab[:-1]) / (1 - ab[1:])
+        self._b_tilde = bt
+        self.b_t = b.float().to(self.device)
+        self.a_t = a.float().to(self.device)
+        self.ab_t = ab.float().to(self.device)
+        self.b_tilde_t = bt.float().to(self.device)
+
+    def to(self, device) -> DDPMSchedule:
+        """The same schedule with its tensors on ``device``."""
+        return DDPMSchedule(self.T, self.beta1, self.beta2, device=device)
+
+    def __repr__(self) -> str:
+        return f"DDPMSchedule(timesteps={self.T}, beta1={self.beta1}, beta2={self.beta2}, device='{self.device}')"
+
+    # -- forward process ---------------------------------------------------------------
+    def perturb_input(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Noise clean images to step t: ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise``.
+
+        x, noise: (B, C, H, W); t: integer tensor (B,) with values in 1..T.
+        (The original course multiplied the noise by (1 - ab_t), not its square root.)
+        """
+        if x.shape != noise.shape:
+            raise ValueError(f"perturb_input: x {tuple(x.shape)} and noise {tuple(noise.shape)} must have one shape.")
+        if not torch.is_tensor(t) or t.dtype.is_floating_point or t.shape != (x.shape[0],):
+            got = f"{t.dtype} {tuple(t.shape)}" if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"perturb_input: t must be an integer tensor of shape ({x.shape[0]},), got {got}.")
+        if int(t.min()) < 0 or int(t.max()) > self.T:
+            raise ValueError(f"perturb_input: t must lie in 1..{self.T}, got {int(t.min())}..{int(t.max())}.")
+        ab = self.ab_t.to(x.device)[t].view(-1, 1, 1, 1)
+        return ab.sqrt() * x + (1 - ab).sqrt() * noise
+
+    # -- reverse steps -----------------------------------------------------------------
+    def denoise_add_noise(self, x, t: int, pred_noise, z=None, posterior_variance: bool = False):
+        """One DDPM step from x_t to x_{t-1} (Ho et al. 2020, eq. 11 plus noise).
+
+        ``x_{t-1} = (x_t - pred_noise (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sigma_t z``
+
+        with ``sigma_t^2 = b_t`` (the course's choice) or, with ``posterior_variance``,
+        ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z`` is standard normal noise shaped like
+        x; None draws it with torch.randn_like, zeros gives the noise-free step. ``t`` is an
+        int in 1..T (the same step for the whole batch).
+        """
+        if z is None:
+            z = torch.randn_like(x)
+        var = self.b_tilde_t if posterior_variance else self.b_t
+        noise = var[t].sqrt() * z
+        mean = (x - pred_noise * ((1 - self.a_t[t]) / (1 - self.ab_t[t]).sqrt())) / self.a_t[t].sqrt()
+        return mean + noise
+
+    def denoise_ddim(self, x, t: int, t_prev: int, pred_noise):
+        """One deterministic DDIM step (eta = 0, Song et al. 2021) from step t to step t_prev < t.
+
+        ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)`` and
+        ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``.
+        """
+        ab, ab_prev = self.ab_t[t], self.ab_t[t_prev]
+        x0_pred = ab_prev.sqrt() * ((x - (1 - ab).sqrt() * pred_noise) / ab.sqrt())
+        dir_xt = (1 - ab_prev).sqrt() * pred_noise
+        return x0_pred + dir_xt
+
+    def step_sequence(self, n: int) -> list[int]:
+        """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow.
+
+        Any n in 1..T works (not only divisors of T): ``round(T - k T / n)`` for k = 0..n.
+        """
+        if isinstance(n, bool) or int(n) != n or not 1 <= n <= self.T:
+            raise ValueError(f"The number of sampling steps must be an integer from 1 to {self.T}, got {n!r}.")
+        n = int(n)
+        return [round(self.T - k * self.T / n) for k in range(n + 1)]
+
+
+# =============================================================================
+# 3. Samplers
+# =============================================================================
+
+
+def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Standard normal noise drawn from ``generator`` (on its own device), placed on ``device``."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _prepare_context(model, context, n_sample: int, device) -> torch.Tensor | None:
+    """Check a context against the model and broadcast a single (n_cfeat,) vector to the batch."""
+    if context is None:
+        return None
+    n_cfeat = getattr(model, "n_cfeat", None)
+    c = torch.as_tensor(context, dtype=torch.float32)
+    if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
+        c = c.expand(n_sample, n_cfeat)
+    if c.dim() != 2 or c.shape[0] != n_sample or (n_cfeat is not None and c.shape[1] != n_cfeat):
+        raise ValueError(
+            f"context must have shape ({n_sample}, {n_cfeat}) (one row of {n_cfeat} class weights per sprite) "
+            f"or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
+        )
+    return c.to(device)
+
+
+class _NoisePredictor:
+    """eps(x, t) for one sampling run, with classifier-free guidance folded in.
+
+    ``eps = (1 + w) eps(x, c) - w eps(x, 0)``; with w = 0 it is the plain conditional
+    prediction (one forward pass). The time inputs are built once, not every step.
+    """
+
+    def __init__(self, model, schedule, n_sample, context, guide_w, device):
+        if not math.isfinite(guide_w) or guide_w < 0:
+            raise ValueError(f"guide_w must be a number >= 0 (0 = no guidance), got {guide_w!r}.")
+        if guide_w > 0 and context is None:
+            raise ValueError("Classifier-free guidance (guide_w > 0) needs a context to guide towards.")
+        self.model, self.w = model, float(guide_w)
+        self.n = n_sample
+        self.guided = guide_w > 0
+        rows = 2 * n_sample if self.guided else n_sample
+        self.t_rows = (torch.arange(schedule.T + 1, device=device, dtype=torch.float32) / schedule.T)[:, None]
+        self.t_rows = self.t_rows.expand(-1, rows).contiguous()
+        if self.guided:
+            self.c = torch.cat([context, torch.zeros_like(context)])
+        else:
+            self.c = context
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        if not self.guided:
+            return self.model(x, self.t_rows[t], self.c)
+        eps = self.model(torch.cat([x, x]), self.t_rows[t], self.c)
+        eps_c, eps_u = eps[: self.n], eps[self.n :]
+        return (1 + self.w) * eps_c - self.w * eps_u
+
+
+def _start_noise(model, n_sample, x_T, generator, device) -> torch.Tensor:
+    shape = (n_sample, model.in_channels, model.h, model.h)
+    if x_T is None:
+        return _randn(shape, generator, device)
+    if tuple(x_T.shape) != shape:
+        raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
+    return x_T.to(device=device, dtype=torch.float32).clone()
+
+
+def _check_n_sample(n_sample):
+    if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
+        raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
+    return int(n_sample)
+
+
+class _EvalMode:
+    """Run a block with the model in eval mode and no autograd, restoring its mode after."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.model.eval()
+        self.grad = torch.inference_mode()
+        self.grad.__enter__()
+
+    def __exit__(self, *exc):
+        self.grad.__exit__(*exc)
+        self.model.train(self.was_training)
+
+
+def _frame(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+def sample_ddpm(
+    model: nn.Module,
+    schedule: DDPMSchedule,
+    n_sample: int,
+    context=None,
+    save_rate: int | None = 20,
+    *,
+    add_noise: bool = True,
+    guide_w: float = 0.0,
+    posterior_variance: bool = False,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = True,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+):
+    """Draw ``n_sample`` sprites with DDPM: T steps from pure noise x_T ~ N(0, I) to x_0.
+
+    Each step is ``schedule.denoise_add_noise`` with fresh noise z (none at the last step).
+    ``add_noise=False`` drops that extra noise at every step: the samples then collapse
+    to blurry averages (lesson 1). ``guide_w`` > 0 mixes in classifier-free guidance.
+
+    Returns ``(samples, intermediate)``: samples (n_sample, C, H, W) on the model's device,
+    roughly in [-1, 1]; intermediate a numpy array (frames, n_sample, C, H, W) of the
+    states kept every ``save_rate`` steps, at the start and the last 8 steps (empty when
+    ``save_rate`` is None or 0). ``callback(t, x)`` sees every step's new state.
+    """
+    n_sample = _check_n_sample(n_sample)
+    device = _model_device(model)
+    c = _prepare_context(model, context, n_sample, device)
+    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
+    sched = schedule if schedule.device == device else schedule.to(device)
+    intermediate = []
+    with _EvalMode(model):
+        x = _start_noise(model, n_sample, x_T, generator, device)
+        for i in tqdm(range(sched.T, 0, -1), desc="DDPM", disable=not progress, leave=False):
+            eps = eps_fn(x, i)
+            if add_noise and i > 1:
+                z = _randn(x.shape, generator, device)
+            else:
+                z = torch.zeros_like(x)
+            x = sched.denoise_add_noise(x, i, eps, z, posterior_variance=posterior_variance)
+            if callback is not None:
+                callback(i - 1, x)
+            if save_rate and (i % save_rate == 0 or i == sched.T or i < 8):
+                intermediate.append(_frame(x))
+    return x, _stack_frames(intermediate, x)
+
+
+def sample_ddim(
+    model: nn.Module,
+    schedule: DDPMSchedule,
+    n_sample: int,
+    n: int = 20,
+    context=None,
+    save_rate: int | None = 1,
+    *,
+    guide_w: float = 0.0,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = True,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+):
+    """Draw ``n_sample`` sprites with DDIM (eta = 0) in ``n`` steps of about T/n timesteps each.
+
+    The steps follow ``schedule.step_sequence(n)`` (any n from 1 to T) and use
+    ``schedule.denoise_ddim``; no noise is added, so a fixed x_T gives fixed samples.
+    Returns ``(samples, intermediate)`` as ``sample_ddpm`` does; intermediate keeps every
+    ``save_rate``-th step (every step by default, as the course does).
+    """
+    n_sample = _check_n_sample(n_sample)
+    steps = schedule.step_sequence(n)
+    device = _model_device(model)
+    c = _prepare_context(model, context, n_sample, device)
+    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
+    sched = schedule if schedule.device == device else schedule.to(device)
+    intermediate = []
+    with _EvalMode(model):
+        x = _start_noise(model, n_sample, x_T, generator, device)
+        for k in tqdm(range(len(steps) - 1), desc="DDIM", disable=not progress, leave=False):
+            t, t_prev = steps[k], steps[k + 1]
+            x = sched.denoise_ddim(x, t, t_prev, eps_fn(x, t))
+            if callback is not None:
+                callback(t_prev, x)
+            if save_rate and (k % save_rate == 0 or k == len(steps) - 2):
+                intermediate.append(_frame(x))
+    return x, _stack_frames(intermediate, x)
+
+
+def _stack_frames(frames: list, x: torch.Tensor) -> np.ndarray:
+    if frames:
+        return np.stack(frames)
+    return np.zeros((0, *x.shape), dtype=np.float32)
+
+
+def sample_dpm_solver(
+    model: nn.Module,
+    schedule: DDPMSchedule,
+    n_sample: int,
+    n: int = 15,
+    context=None,
+    save_rate: int | None = 1,
+    *,
+    order: int = 2,
+    guide_w: float = 0.0,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = True,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+):
+    """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022) in ``n`` steps.
+
+    With ``alpha_t = sqrt(ab_t)``, ``sigma_t = sqrt(1 - ab_t)``, ``lambda_t = log(alpha_t / sigma_t)``
+    and the data prediction ``x0_i = (x_i - sigma_i eps) / alpha_i``, a step from s to t with
+    ``h = lambda_t - lambda_s`` is
+
+        x_t = (sigma_t / sigma_s) x_s - alpha_t (exp(-h) - 1) D
+
+    where D = x0_s for the first-order step (identical to DDIM) and, for the
+    second-order multistep update, ``D = (1 + 1/(2r)) x0_s - 1/(2r) x0_prev`` with
+    ``r = h_prev / h``. The first step and the final step (to t = 0, where sigma = 0) are
+    first order. ``order=1`` gives DDIM exactly. Timesteps as ``sample_ddim``; returns
+    ``(samples, intermediate)`` the same way.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}.")
+    n_sample = _check_n_sample(n_sample)
+    steps = schedule.step_sequence(n)
+    device = _model_device(model)
+    c = _prepare_context(model, context, n_sample, device)
+    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
+    # Per-step coefficients in float64 on the host, computed once: no host sync in the loop.
+    ab = schedule._ab
+    alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+    lam = torch.log(alpha) - torch.log(sigma)  # +inf at t = 0
+    intermediate = []
+    x0_prev, h_prev = None, None
+    with _EvalMode(model):
+        x = _start_noise(model, n_sample, x_T, generator, device)
+        for k in tqdm(range(len(steps) - 1), desc="DPM-Solver++", disable=not progress, leave=False):
+            s, t = steps[k], steps[k + 1]
+            eps = eps_fn(x, s)
+            x0 = (x - float(sigma[s]) * eps) / float(alpha[s])
+            if t == 0:
+                x = x0  # sigma_0 = 0: the step lands on the data prediction
+            else:
+                h = float(lam[t] - lam[s])
+                if order == 2 and x0_prev is not None:
+                    r = h_prev / h
+                    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+                else:
+                    d = x0
+                x = float(sigma[t] / sigma[s]) * x - float(alpha[t]) * math.expm1(-h) * d
+                h_prev = h
+            x0_prev = x0
+            if callback is not None:
+                callback(t, x)
+            if save_rate and (k % save_rate == 0 or k == len(steps) - 2):
+                intermediate.append(_frame(x))
+    return x, _stack_frames(intermediate, x)
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm": sample_dpm_solver}
+
+
+# =============================================================================
+# 4. Data
+# =============================================================================
+
+#: The course's transform: (H, W, 3) uint8 -> (3, H, W) float in [-1, 1].
+#: (ToTensor scales to [0, 1]; Normalize(0.5, 0.5) maps that to [-1, 1].)
+try:
+    from torchvision import transforms as _tv
+
+    transform = _tv.Compose([_tv.ToTensor(), _tv.Normalize((0.5,), (0.5,))])
+except ImportError:  # pragma: no cover - torchvision is in requirements.txt
+
+    def transform(image):
+        return images_to_tensor(np.asarray(image)[None])[0]
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """All at once: (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1], ``x / 127.5 - 1``."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tensor_to_images(x) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] (tensor or array) -> (N, H, W, 3) uint8, values clipped to the range."""
+    x = x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
+    x = np.clip((x + 1) * 127.5, 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+OUR_SPRITES = ("sprites_16x16.npy", "sprite_labels_16x16.npy")
+COURSE_SPRITES = ("sprites_1788_16x16.npy", "sprite_labels_nc_1788_16x16.npy")
+
+
+def sprite_files(data_dir=None) -> tuple[Path, Path]:
+    """(images, labels) paths in ``data_dir`` (default: the repo's data/).
+
+    The original course's files, when both are there, win over the OpenMoji set built by
+    ``make data``. Raises FileNotFoundError saying how to build the data when neither is.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
+    for pair in (COURSE_SPRITES, OUR_SPRITES):
+        paths = (data_dir / pair[0], data_dir / pair[1])
+        if all(p.exists() for p in paths):
+            return paths
+    raise FileNotFoundError(
+        f"No sprite set in {data_dir}: expected {OUR_SPRITES[0]} and {OUR_SPRITES[1]}. "
+        "Build it with `make data` (or `python scripts/build_sprites.py`), "
+        f"or drop the original course's {COURSE_SPRITES[0]} and {COURSE_SPRITES[1]} there."
+    )
+
+
+def load_sprites(sfilename, lfilename) -> tuple[np.ndarray, np.ndarray]:
+    """Load and check a sprite set: images (N, H, W, 3) uint8 and labels (N, n_cfeat) float.
+
+    Raises FileNotFoundError naming a missing file and ValueError naming the file and
+    what was expected for a wrong rank, size, dtype or count.
+    """
+    sfilename, lfilename = Path(sfilename), Path(lfilename)
+    arrays = []
+    for path in (sfilename, lfilename):
+        if not path.exists():
+            raise FileNotFoundError(
+                f"Sprite file not found: {path}. Build the sprite set with `make data` "
+                "(or `python scripts/build_sprites.py`)."
+            )
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{path} is not a readable .npy array ({err}). Rebuild it with `make data`.") from None
+    images, labels = arrays
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"{sfilename}: expected images of shape (N, H, H, 3), got {images.shape}.")
+    if images.shape[1] % 4 != 0:
+        raise ValueError(f"{sfilename}: the sprite size must be divisible by 4 (e.g. 16), got {images.shape[1]}.")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{sfilename}: expected uint8 pixels (0..255), got dtype {images.dtype}.")
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.floating):
+        raise ValueError(
+            f"{lfilename}: expected float labels of shape (N, n_cfeat), got {labels.dtype} {labels.shape}."
+        )
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{lfilename} has {labels.shape[0]} labels but {sfilename} has {images.shape[0]} images; "
+            "they must match one to one."
+        )
+    return images, labels
+
+
+class CustomDataset(torch.utils.data.Dataset):
+    """The sprite set as a Dataset of (image (3, H, W) in [-1, 1], context (n_cfeat,)) pairs.
+
+    ``sfilename``: images (N, H, W, 3) uint8; ``lfilename``: labels (N, n_cfeat) float.
+    With ``null_context`` every context is zeros (the unconditional model). With the
+    module's own ``transform`` the whole set is converted once, up front, into
+    ``self.images``; any other transform is applied per item, as torchvision does.
+    """
+
+    def __init__(self, sfilename, lfilename, transform=transform, null_context: bool = False):
+        self.sprites, self.slabels = load_sprites(sfilename, lfilename)
+        self.sprites_shape, self.slabel_shape = self.sprites.shape, self.slabels.shape
+        self.transform = transform
+        self.null_context = null_context
+        self.labels = torch.from_numpy(self.slabels.astype(np.float32))
+        if null_context:
+            self.labels = torch.zeros_like(self.labels)
+        self.images = images_to_tensor(self.sprites) if transform is globals()["transform"] else None
+
+    def __len__(self) -> int:
+        return len(self.sprites)
+
+    def __getitem__(self, idx):
+        image = self.images[idx] if self.images is not None else self.transform(self.sprites[idx])
+        return image, self.labels[idx]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images (N, 3, H, W) in [-1, 1] and contexts (N, n_cfeat), as two tensors."""
+        images = self.images if self.images is not None else images_to_tensor(self.sprites)
+        return images, self.labels
+
+
+def file_sha256(path) -> str:
+    """The sha256 hex digest of a file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# =============================================================================
+# 5. Training
+# =============================================================================
+
+
+def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, generator=None) -> torch.Tensor:
+    """The DDPM training loss for a batch: ``MSE(eps_theta(x_t, t/T, c), eps)``.
+
+    x0: (B, C, H, W) clean images in [-1, 1]; c: (B, n_cfeat) or None. One timestep
+    t ~ U{1..T} and one noise eps ~ N(0, I) per image, ``x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) eps``.
+    """
+    device = x0.device
+    gen_device = generator.device if generator is not None else device
+    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(device)
+    noise = _randn(x0.shape, generator, device)
+    ab = schedule.ab_t.to(device)[t].view(-1, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    pred = model(x_t, t.float() / schedule.T, c)
+    return F.mse_loss(pred, noise)
+
+
+def drop_context(c: torch.Tensor, p: float, generator=None) -> torch.Tensor:
+    """Zero each row of the context (B, n_cfeat) with probability p (for classifier-free guidance)."""
+    if p <= 0:
+        return c
+    gen_device = generator.device if generator is not None else c.device
+    keep = (torch.rand(c.shape[0], generator=generator, device=gen_device) >= p).to(c.device, c.dtype)
+    return c * keep[:, None]
+
+
+class EMA:
+    """An exponential moving average of a model's weights: ``ema <- d ema + (1 - d) w``.
+
+    The decay warms up as ``d = min(decay, (1 + k) / (10 + k))`` after k updates, so an
+    early snapshot is not dominated by the random initial weights. Buffers (BatchNorm
+    statistics) are copied as they are.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        if not 0 <= decay < 1:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}.")
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module):
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        ema_p = list(self.model.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict):
+        self.decay, self.updates = state["decay"], state["updates"]
+        self.model.load_state_dict(state["model"])
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training recipe. Defaults are the course's: Adam, lr 1e-3 decayed linearly to 0,
+    batch 100, T = 500; ``context`` trains with the labels and ``context_drop`` of them zeroed."""
+
+    epochs: int = 32
+    batch_size: int = 100
+    lr: float = 1e-3
+    context: bool = False
+    context_drop: float = 0.1
+    ema_decay: float = 0.999
+    seed: int = 0
+    save_every: int = 4
+    timesteps: int = 500
+    beta1: float = 1e-4
+    beta2: float = 0.02
+    n_feat: int = 64
+
+    def validate(self):
+        for name in ("epochs", "batch_size", "save_every", "timesteps", "n_feat"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
+        if not 0 <= self.context_drop <= 1:
+            raise ValueError(f"TrainConfig.context_drop must be in [0, 1], got {self.context_drop}.")
+
+
+CHECKPOINT_FORMAT = "sprite-diffusion-checkpoint/1"
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns: the raw and EMA models, the loss per step and the files written."""
+
+    model: nn.Module
+    ema_model: nn.Module
+    losses: list
+    step: int
+    epoch: int
+    wall_time: float
+    files: list
+    interrupted: bool = False
+
+
+def train(
+    config: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    out_dir=None,
+    device=None,
+    resume=None,
+    max_steps: int | None = None,
+    prefix: str | None = None,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+    log_every: int = 50,
+) -> TrainResult:
+    """Train a ContextUnet with the DDPM loss, keeping an EMA of its weights.
+
+    images: (N, 3, H, W) in [-1, 1]; labels: (N, n_cfeat) one-hot (used when
+    ``config.context``; their width sets n_cfeat). Each step draws a batch from a
+    permutation of the set, t ~ U{1..T}, eps ~ N(0, I), and follows
+    ``lr_k = lr (1 - k / total_steps)``. All randomness comes from one torch.Generator
+    seeded with ``config.seed``, so a run is reproducible.
+
+    With ``out_dir`` it writes, atomically: ``checkpoint.pt`` (model, EMA, optimiser, step,
+    the epoch's permutation and RNG state: ``resume=`` that file continues exactly) at the
+    end of every ``save_every``-th epoch and on Ctrl-C; ``{prefix}_{epoch}.pth`` EMA
+    snapshots at the same points; ``{prefix}_trained.pth`` at the end; and
+    ``loss_log.csv`` (step, epoch, loss, lr). ``max_steps`` stops early (the notebooks' short
+    live run); ``callback(step, loss)`` is called every ``log_every`` steps.
+    """
+    config.validate()
+    device = get_device(device)
+    n_cfeat = labels.shape[1] if labels is not None else 5
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"train: images must have shape (N, 3, H, H), got {tuple(images.shape)}.")
+    if config.context and labels is None:
+        raise ValueError("train: config.context is set but no labels were given.")
+    if labels is not None and labels.shape[0] != images.shape[0]:
+        raise ValueError(f"train: {images.shape[0]} images but {labels.shape[0]} labels.")
+    n_total, height = images.shape[0], images.shape[2]
+    batch_size = min(config.batch_size, n_total)
+    steps_per_epoch = n_total // batch_size
+    total_steps = steps_per_epoch * config.epochs
+    prefix = prefix or ("context_model" if config.context else "model")
+
+    torch.manual_seed(config.seed)
+    model = ContextUnet(3, config.n_feat, n_cfeat, height).to(device)
+    schedule = DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
+    optim = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ema = EMA(model, config.ema_decay)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    step, epoch, batch, perm, wall_time = 0, 0, 0, None, 0.0
+
+    if resume is not None:
+        ckpt = _load_checkpoint(resume)
+        if ckpt["config"] != dataclasses.asdict(config):
+            diff = {
+                k: (ckpt["config"].get(k), v)
+                for k, v in dataclasses.asdict(config).items()
+                if ckpt["config"].get(k) != v
+            }
+            raise ValueError(f"{resume} was trained with a different recipe (checkpoint, now): {diff}.")
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        optim.load_state_dict(ckpt["optimizer"])
+        step, epoch, batch, wall_time = ckpt["step"], ckpt["epoch"], ckpt["batch"], ckpt["wall_time"]
+        perm = ckpt["perm"].to(gen.device) if ckpt["perm"] is not None else None
+        gen.set_state(ckpt["generator"])
+
+    images = images.to(device)
+    labels = labels.to(device) if (labels is not None and config.context) else None
+    out_dir = Path(out_dir) if out_dir is not None else None
+    log = _LossLog(out_dir / "loss_log.csv" if out_dir else None, keep_until=step)
+    files: list = []
+
+    def checkpoint():
+        if out_dir is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": dataclasses.asdict(config),
+            "model_config": model.config(),
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optim.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "batch": batch,
+            "perm": perm.cpu() if perm is not None else None,
+            "generator": gen.get_state(),
+            "wall_time": wall_time + time.perf_counter() - t0,
+        }
+        files.append(atomic_torch_save(state, out_dir / "checkpoint.pt"))
+
+    model.train()
+    t0 = time.perf_counter()
+    interrupted = False
+    stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
+    ebar = tqdm(total=config.epochs, initial=epoch, desc="epochs", disable=not progress)
+    bbar = tqdm(total=steps_per_epoch, initial=batch, desc=f"epoch {epoch}", disable=not progress, leave=False)
+    try:
+        while epoch < config.epochs and step < stop_at:
+            if perm is None:
+                perm = torch.randperm(n_total, generator=gen, device=gen.device)
+            while batch < steps_per_epoch and step < stop_at:
+                idx = perm[batch * batch_size : (batch + 1) * batch_size].to(device)
+                x0 = images[idx]
+                c = drop_context(labels[idx], config.context_drop, gen) if labels is not None else None
+                for group in optim.param_groups:
+                    group["lr"] = config.lr * (1 - step / total_steps)
+                loss = diffusion_loss(model, schedule, x0, c, gen)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                ema.update(model)
+                log.add(step, epoch, loss.detach(), optim.param_groups[0]["lr"])
+                step += 1
+                batch += 1
+                bbar.update(1)
+                if step % log_every == 0:
+                    recent = log.flush()
+                    bbar.set_postfix(loss=f"{recent:.4f}")
+                    if callback is not None:
+                        callback(step, recent)
+            if batch < steps_per_epoch:
+                break  # max_steps reached inside the epoch
+            log.flush()
+            last = epoch == config.epochs - 1
+            if out_dir is not None and (epoch % config.save_every == 0 or last):
+                files.append(save_model(ema.model, out_dir / f"{prefix}_{epoch}.pth"))
+            epoch, batch, perm = epoch + 1, 0, None
+            checkpoint()  # every epoch: a crash loses at most one epoch
+            ebar.update(1)
+            if epoch < config.epochs:
+                bbar.reset(total=steps_per_epoch)
+                bbar.set_description(f"epoch {epoch}")
+    except KeyboardInterrupt:
+        interrupted = True
+        log.flush()
+        checkpoint()
+        if out_dir is not None:
+            print(f"\nInterrupted at step {step}: saved {out_dir / 'checkpoint.pt'}; continue with --resume.")
+    finally:
+        bbar.close()
+        ebar.close()
+        log.flush()
+    if out_dir is not None and not interrupted:
+        if step == total_steps:
+            files.append(save_model(ema.model, out_dir / f"{prefix}_trained.pth"))
+        elif batch > 0:
+            checkpoint()  # stopped by max_steps inside an epoch: keep the exact position
+    ema.model.eval()
+    wall = wall_time + time.perf_counter() - t0
+    return TrainResult(model, ema.model, log.losses, step, epoch, wall, files, interrupted)
+
+
+class _LossLog:
+    """Per-step losses: kept on the device between flushes (no host sync every step), then
+    appended to a list and, when a path is given, to a CSV (rows past ``keep_until`` from an
+    interrupted run are dropped on resume)."""
+
+    def __init__(self, path: Path | None, keep_until: int = 0):
+        self.path, self.pending, self.losses = path, [], []
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if path.exists() and keep_until > 0:
+            with open(path, newline="") as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if r and int(r[0]) < keep_until]
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "epoch", "loss", "lr"])
+            w.writerows(rows)
+        self.losses = [float(r[2]) for r in rows]
+
+    def add(self, step, epoch, loss, lr):
+        self.pending.append((step, epoch, loss, lr))
+
+    def flush(self) -> float:
+        if not self.pending:
+            return self.losses[-1] if self.losses else float("nan")
+        values = torch.stack([p[2] for p in self.pending]).float().cpu().tolist()
+        rows = [(s, e, f"{v:.6f}", f"{lr:.6g}") for (s, e, _, lr), v in zip(self.pending, values, strict=True)]
+        self.losses.extend(values)
+        self.pending = []
+        if self.path is not None:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerows(rows)
+        return float(np.mean(values))
+
+
+def _load_checkpoint(path) -> dict:
+    """Load a training checkpoint written by ``train`` (safely: weights_only)."""
+    state = _safe_torch_load(path, what="training checkpoint")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a training checkpoint of this course (expected one written by "
+            "scripts/train.py, named checkpoint.pt); a weights file (.pth) cannot be resumed."
+        )
+    return state
+
+
+# =============================================================================
+# 6. Weights
+# =============================================================================
+
+
+def save_model(model: nn.Module, path) -> Path:
+    """Save ``model.state_dict()`` to ``path``, atomically (temporary file, then rename)."""
+    return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _safe_torch_load(path, what: str = "weights file"):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No {what} at {path}. The course's trained weights ship in weights/ "
+            "(restore them with `git checkout -- weights/`), or train your own with "
+            "`python scripts/train.py --help`."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported object"
+        raise ValueError(
+            f"{path} holds more than plain tensors and was refused (loading it could run code): {first}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable PyTorch {what} (corrupt or truncated?): {err}") from None
+
+
+def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
+    """Load weights into ``model`` (default: a new ContextUnet(3, 64, 5, 16)); return it in eval mode.
+
+    ``path`` is a state dict saved by ``save_model`` (a training ``checkpoint.pt`` works too:
+    its EMA weights are used). Loading is safe (``weights_only=True``: a file can never
+    run code). A missing file raises FileNotFoundError saying where weights come from; a
+    corrupt file or one from a different architecture raises ValueError naming the file
+    and the sizes that differ.
+    """
+    state = _safe_torch_load(path)
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        state = state["ema"]["model"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} is not a state dict (a mapping of parameter names to tensors).")
+    if model is None:
+        model = course_model()
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        cfg = model.config() if hasattr(model, "config") else type(model).__name__
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} sizes differ ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''})")
+        if missing:
+            parts.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+        if unexpected:
+            more = ", ..." if len(unexpected) > 3 else ""
+            parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{more})")
+        raise ValueError(
+            f"{path} was saved from a different architecture than the model {cfg}: " + "; ".join(parts) + "."
+        )
+    model.load_state_dict(state)
+    if device is not None:
+        model.to(get_device(device))
+    return model.eval()
+
+
+# =============================================================================
+# 7. Display
+# =============================================================================
+
+
+def unorm(x: np.ndarray) -> np.ndarray:
+    """Stretch one image (H, W, C) to [0, 1]: ``(x - min) / (max - min)`` over all its pixels.
+
+    One min and max per image (not per channel, which would shift the colours), so a
+    noisy intermediate frame stays visible whatever its range.
+    """
+    lo, hi = x.min(), x.max()
+    return (x - lo) / max(hi - lo, 1e-8)
+
+
+def norm_all(store: np.ndarray) -> np.ndarray:
+    """``unorm`` applied to every image of an array (..., H, W, C)."""
+    flat = store.reshape(-1, *store.shape[-3:])
+    lo = flat.min(axis=(1, 2, 3), keepdims=True)
+    hi = flat.max(axis=(1, 2, 3), keepdims=True)
+    return ((flat - lo) / np.maximum(hi - lo, 1e-8)).reshape(store.shape)
+
+
+def _as_hwc(images) -> np.ndarray:
+    """(N, C, H, W) tensor/array or (N, H, W, C) array -> float (N, H, W, C)."""
+    if torch.is_tensor(images):
+        images = images.detach().float().cpu().numpy()
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4:
+        raise ValueError(f"Expected images of shape (N, C, H, W) or (N, H, W, C), got {images.shape}.")
+    if images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+        images = images.transpose(0, 2, 3, 1)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
+def sprite_grid(images, nrow: int | None = None, normalize: str = "clip", pad: int = 1) -> np.ndarray:
+    """Tile sprites into one picture (rows, cols) -> an (H', W', 3) float array in [0, 1].
+
+    images: (N, C, H, W) in [-1, 1] (tensor or array), or (N, H, W, C) uint8.
+    normalize: "clip" maps [-1, 1] to [0, 1] (final samples), "minmax" stretches each image
+    with ``unorm`` (noisy intermediates). ``nrow`` sprites per row (default: about sqrt(N)).
+    """
+    uint8_in = not torch.is_tensor(images) and np.asarray(images).dtype == np.uint8
+    x = _as_hwc(images)
+    if uint8_in:
+        pass
+    elif normalize == "minmax":
+        x = norm_all(x)
+    elif normalize == "clip":
+        x = np.clip((x + 1) / 2, 0, 1)
+    else:
+        raise ValueError(f"normalize must be 'clip' or 'minmax', got {normalize!r}.")
+    n, h, w, ch = x.shape
+    ncol = nrow or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncol)
+    grid = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, ch), dtype=np.float32)
+    for i in range(n):
+        r, cidx = divmod(i, ncol)
+        y0, x0 = pad + r * (h + pad), pad + cidx * (w + pad)
+        grid[y0 : y0 + h, x0 : x0 + w] = x[i]
+    return grid
+
+
+def show_images(imgs, nrow: int = 8, title: str | None = None, ax=None, normalize="clip", scale: float = 0.6):
+    """Show sprites as a grid with matplotlib; returns the figure. imgs as in ``sprite_grid``."""
+    import matplotlib.pyplot as plt
+
+    grid = sprite_grid(imgs, nrow=nrow, normalize=normalize)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(2.0, w / 16 * scale), max(2.0, h / 16 * scale)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def save_grid(images, path, nrow: int = 8, normalize: str = "clip", upscale: int = 4) -> Path:
+    """Write a PNG grid of sprites (nearest-neighbour upscaled ``upscale`` times)."""
+    from PIL import Image
+
+    grid = sprite_grid(images, nrow=nrow, normalize=normalize)
+    img = Image.fromarray((grid * 255).round().astype(np.uint8))
+    img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def plot_sample(
+    x_gen_store: np.ndarray,
+    n_sample: int | None = None,
+    nrows: int = 4,
+    save_dir=None,
+    fn: str = "animation",
+    w: float = 3.0,
+    save: bool = False,
+    interval: int = 100,
+    titles: Sequence[str] | None = None,
+):
+    """An animation of the denoising: one grid of sprites per kept frame.
+
+    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns. Each frame
+    is stretched per image with ``unorm``. Returns a matplotlib FuncAnimation: show it
+    in a notebook with ``HTML(ani.to_jshtml())``; with ``save`` it is also written to
+    ``save_dir/fn.gif`` with PillowWriter.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    store = np.asarray(x_gen_store)
+    if store.ndim != 5 or store.shape[0] == 0:
+        raise ValueError(
+            f"plot_sample expects frames of shape (frames, N, C, H, W) with at least one frame, got {store.shape}; "
+            "pass the `intermediate` a sampler returns (with save_rate set)."
+        )
+    n_sample = n_sample or store.shape[1]
+    store = store[:, :n_sample]
+    ncols = math.ceil(n_sample / nrows)
+    grids = [sprite_grid(frame, nrow=ncols, normalize="minmax") for frame in store]
+    aspect = grids[0].shape[0] / grids[0].shape[1]
+    fig, ax = plt.subplots(figsize=(w * ncols / nrows * 1.0 + 0.5, w * aspect * ncols / nrows + 0.5))
+    ax.set_axis_off()
+    im = ax.imshow(grids[0], interpolation="nearest")
+    title = ax.set_title(titles[0] if titles else "")
+
+    def update(i):
+        im.set_data(grids[i])
+        if titles:
+            title.set_text(titles[i])
+        return (im, title)
+
+    ani = FuncAnimation(fig, update, frames=len(grids), interval=interval, blit=False, repeat=False)
+    plt.close(fig)
+    if save:
+        save_dir = Path(save_dir) if save_dir is not None else Path(".")
+        save_dir.mkdir(parents=True, exist_ok=True)
+        ani.save(save_dir / f"{fn}.gif", dpi=80, writer=PillowWriter(fps=max(1, 1000 // interval)))
+    return ani

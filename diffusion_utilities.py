@@ -12,6 +12,8 @@ Sections
 5. Training   diffusion_loss, EMA, TrainConfig, train (checkpoints, resume)
 6. Weights    save_model, load_model
 7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
+8. Explorers  the functions behind the notebooks' widgets
+9. Evaluation sprite classifier, context accuracy, sprite FD, novelty
 
 Conventions: images are float tensors (B, C, H, W) scaled to [-1, 1]; a context is a
 (B, n_cfeat) float tensor (one-hot for a class, any mix for blends, zeros for "no
@@ -1282,3 +1284,13 @@ def plot_sample(
         save_dir.mkdir(parents=True, exist_ok=True)
         ani.save(save_dir / f"{fn}.gif", dpi=80, writer=PillowWriter(fps=max(1, 1000 // interval)))
     return ani
+
+
+# =============================================================================
+# 8. Explorers: the functions behind the notebooks' widgets
+# =============================================================================
+
+
+# =============================================================================
+# 9. Evaluation: how good are the sprites (scripts/evaluate.py)
+# =============================================================================

@@ -36,7 +36,6 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -68,9 +67,7 @@ PER_CLASS = 12_000
 SEED = 0
 
 LICENSE = "CC BY-SA 4.0"
-ATTRIBUTION = (
-    "All emojis designed by OpenMoji – the open-source emoji and icon project. License: CC BY-SA 4.0"
-)
+ATTRIBUTION = "All emojis designed by OpenMoji – the open-source emoji and icon project. License: CC BY-SA 4.0"
 INSTALL_HINT = "pip install -r requirements.txt"
 
 SKIN_TONES = ("1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF")
@@ -87,6 +84,12 @@ class MissingDependencyError(RuntimeError):
 # claims is left out: faces and smileys, hands and body parts, families and couples, flags,
 # letters, numbers, keycaps, arrows, signs, objects, places, vehicles, plants.
 # --------------------------------------------------------------------------------------------
+
+
+def _names(text: str) -> frozenset[str]:
+    """A set of emoji short names written as whitespace-separated words."""
+    return frozenset(text.split())
+
 
 # People in roles and fantasy figures, and people shown plainly from the front (the hair-style
 # and gender variants of "person" are distinct drawings and count as distinct sprites).
@@ -112,258 +115,70 @@ SPELL_SUBCATEGORIES = frozenset({"sky & weather"})
 
 # Figures and animals whose OpenMoji drawing faces sideways. Most animal-body emoji do (dog2,
 # cat2, racehorse...), animal-face emoji do not (dog, cat, tiger...).
-SIDE_FACING_NAMES = frozenset(
-    {
-        # people in motion, drawn in profile
-        "walking",
-        "man-walking",
-        "woman-walking",
-        "person_walking_facing_right",
-        "woman_walking_facing_right",
-        "man_walking_facing_right",
-        "kneeling_person",
-        "man_kneeling",
-        "woman_kneeling",
-        "person_kneeling_facing_right",
-        "woman_kneeling_facing_right",
-        "man_kneeling_facing_right",
-        "runner",
-        "man-running",
-        "woman-running",
-        "person_running_facing_right",
-        "woman_running_facing_right",
-        "man_running_facing_right",
-        "person_in_motorized_wheelchair",
-        "person_in_motorized_wheelchair_facing_right",
-        "man_in_motorized_wheelchair",
-        "man_in_motorized_wheelchair_facing_right",
-        "woman_in_motorized_wheelchair",
-        "woman_in_motorized_wheelchair_facing_right",
-        "person_in_manual_wheelchair",
-        "person_in_manual_wheelchair_facing_right",
-        "man_in_manual_wheelchair",
-        "man_in_manual_wheelchair_facing_right",
-        "woman_in_manual_wheelchair",
-        "woman_in_manual_wheelchair_facing_right",
-        "dancer",
-        "person_climbing",
-        "man_climbing",
-        "woman_climbing",
-        "pregnant_woman",
-        "pregnant_man",
-        "pregnant_person",
-        # sports, drawn in profile
-        "fencer",
-        "horse_racing",
-        "skier",
-        "snowboarder",
-        "golfer",
-        "man-golfing",
-        "woman-golfing",
-        "surfer",
-        "man-surfing",
-        "woman-surfing",
-        "rowboat",
-        "man-rowing-boat",
-        "woman-rowing-boat",
-        "swimmer",
-        "man-swimming",
-        "woman-swimming",
-        "person_with_ball",
-        "man-bouncing-ball",
-        "woman-bouncing-ball",
-        "bicyclist",
-        "man-biking",
-        "woman-biking",
-        "mountain_bicyclist",
-        "man-mountain-biking",
-        "woman-mountain-biking",
-        "handball",
-        "man-playing-handball",
-        "woman-playing-handball",
-        # mammals with the whole body in profile
-        "monkey",
-        "dog2",
-        "guide_dog",
-        "service_dog",
-        "poodle",
-        "raccoon",
-        "cat2",
-        "black_cat",
-        "tiger2",
-        "leopard",
-        "horse",
-        "donkey",
-        "racehorse",
-        "unicorn_face",
-        "zebra_face",
-        "deer",
-        "bison",
-        "ox",
-        "water_buffalo",
-        "cow2",
-        "pig2",
-        "boar",
-        "ram",
-        "sheep",
-        "goat",
-        "dromedary_camel",
-        "camel",
-        "llama",
-        "giraffe_face",
-        "elephant",
-        "mammoth",
-        "rhinoceros",
-        "hippopotamus",
-        "mouse2",
-        "rat",
-        "rabbit2",
-        "chipmunk",
-        "beaver",
-        "hedgehog",
-        "polar_bear",
-        "skunk",
-        "kangaroo",
-        "badger",
-        # birds
-        "turkey",
-        "rooster",
-        "bird",
-        "penguin",
-        "dove_of_peace",
-        "eagle",
-        "duck",
-        "swan",
-        "dodo",
-        "flamingo",
-        "parrot",
-        "black_bird",
-        "goose",
-        # reptiles
-        "crocodile",
-        "turtle",
-        "lizard",
-        "snake",
-        "dragon",
-        "sauropod",
-        "t-rex",
-        # sea animals
-        "whale",
-        "whale2",
-        "dolphin",
-        "seal",
-        "fish",
-        "tropical_fish",
-        "blowfish",
-        "shark",
-        # small animals
-        "snail",
-        "bug",
-        "bee",
-        "cricket",
-        "worm",
-    }
+SIDE_FACING_NAMES = _names(
+    """
+    walking man-walking woman-walking person_walking_facing_right woman_walking_facing_right
+    man_walking_facing_right kneeling_person man_kneeling woman_kneeling person_kneeling_facing_right
+    woman_kneeling_facing_right man_kneeling_facing_right runner man-running woman-running
+    person_running_facing_right woman_running_facing_right man_running_facing_right
+    person_in_motorized_wheelchair person_in_motorized_wheelchair_facing_right man_in_motorized_wheelchair
+    man_in_motorized_wheelchair_facing_right woman_in_motorized_wheelchair
+    woman_in_motorized_wheelchair_facing_right person_in_manual_wheelchair
+    person_in_manual_wheelchair_facing_right man_in_manual_wheelchair man_in_manual_wheelchair_facing_right
+    woman_in_manual_wheelchair woman_in_manual_wheelchair_facing_right dancer person_climbing man_climbing
+    woman_climbing pregnant_woman pregnant_man pregnant_person
+
+    fencer horse_racing skier snowboarder golfer man-golfing woman-golfing surfer man-surfing woman-surfing
+    rowboat man-rowing-boat woman-rowing-boat swimmer man-swimming woman-swimming person_with_ball
+    man-bouncing-ball woman-bouncing-ball bicyclist man-biking woman-biking mountain_bicyclist
+    man-mountain-biking woman-mountain-biking handball man-playing-handball woman-playing-handball
+
+    monkey dog2 guide_dog service_dog poodle raccoon cat2 black_cat tiger2 leopard horse donkey racehorse
+    unicorn_face zebra_face deer bison ox water_buffalo cow2 pig2 boar ram sheep goat dromedary_camel camel
+    llama giraffe_face elephant mammoth rhinoceros hippopotamus mouse2 rat rabbit2 chipmunk beaver hedgehog
+    polar_bear skunk kangaroo badger
+
+    turkey rooster bird penguin dove_of_peace eagle duck swan dodo flamingo parrot black_bird goose
+    crocodile turtle lizard snake dragon sauropod t-rex
+    whale whale2 dolphin seal fish tropical_fish blowfish shark snail bug bee cricket worm
+    """
 )
 
 # Front-facing whole figures outside the hero subcategories.
-HERO_NAMES = frozenset(
-    {
-        "standing_person",
-        "man_standing",
-        "woman_standing",
-        "person_with_probing_cane",
-        "person_with_white_cane_facing_right",
-        "man_with_probing_cane",
-        "man_with_white_cane_facing_right",
-        "woman_with_probing_cane",
-        "woman_with_white_cane_facing_right",
-        "man_dancing",
-        "man_in_business_suit_levitating",
-        "person_in_steamy_room",
-        "man_in_steamy_room",
-        "woman_in_steamy_room",
-        "person_in_lotus_position",
-        "man_in_lotus_position",
-        "woman_in_lotus_position",
-        "weight_lifter",
-        "man-lifting-weights",
-        "woman-lifting-weights",
-        "person_doing_cartwheel",
-        "man-cartwheeling",
-        "woman-cartwheeling",
-        "juggling",
-        "man-juggling",
-        "woman-juggling",
-    }
+HERO_NAMES = _names(
+    """
+    standing_person man_standing woman_standing person_with_probing_cane person_with_white_cane_facing_right
+    man_with_probing_cane man_with_white_cane_facing_right woman_with_probing_cane
+    woman_with_white_cane_facing_right man_dancing man_in_business_suit_levitating person_in_steamy_room
+    man_in_steamy_room woman_in_steamy_room person_in_lotus_position man_in_lotus_position
+    woman_in_lotus_position weight_lifter man-lifting-weights woman-lifting-weights person_doing_cartwheel
+    man-cartwheeling woman-cartwheeling juggling man-juggling woman-juggling
+    """
 )
 
-# Creatures outside the animal subcategories, and sea food drawn as a live animal.
-NON_HERO_NAMES = frozenset(
-    {
-        "ghost",
-        "alien",
-        "space_invader",
-        "robot_face",
-        "japanese_ogre",
-        "japanese_goblin",
-        "crab",
-        "lobster",
-        "squid",
-    }
-)
+# Creatures outside the animal subcategories, and seafood drawn as a live animal.
+NON_HERO_NAMES = _names("ghost alien space_invader robot_face japanese_ogre japanese_goblin crab lobster squid")
 
 # Magic and energy outside "sky & weather".
-SPELL_NAMES = frozenset(
-    {
-        "sparkles",
-        "boom",
-        "dizzy",
-        "dash",
-        "sweat_drops",
-        "fireworks",
-        "sparkler",
-        "crystal_ball",
-        "magic_wand",
-        "atom_symbol",
-        "six_pointed_star",
-        "nazar_amulet",
-        "bubbles",
-        "candle",
-        "diya_lamp",
-        "alembic",
-        "gem",
-    }
+SPELL_NAMES = _names(
+    """
+    sparkles boom dizzy dash sweat_drops fireworks sparkler crystal_ball magic_wand atom_symbol
+    six_pointed_star nazar_amulet bubbles candle diya_lamp alembic gem
+    """
 )
 
 # Left out although their subcategory is included: not a creature, food or spell on its own
 # (paw prints, a feather, an umbrella...), a face (the moons and suns with faces), or a drawing
 # that is not one figure (a square night-sky picture).
-EXCLUDED_NAMES = frozenset(
-    {
-        "pig_nose",
-        "feet",
-        "feather",
-        "wing",
-        "shell",
-        "coral",
-        "spider_web",
-        "ice_cube",
-        "thermometer",
-        "closed_umbrella",
-        "umbrella",
-        "umbrella_with_rain_drops",
-        "umbrella_on_ground",
-        "snowman",
-        "snowman_without_snow",
-        "milky_way",
-        "new_moon_with_face",
-        "first_quarter_moon_with_face",
-        "last_quarter_moon_with_face",
-        "full_moon_with_face",
-        "sun_with_face",
-        "wind_blowing_face",
-    }
+EXCLUDED_NAMES = _names(
+    """
+    pig_nose feet feather wing shell coral spider_web ice_cube thermometer closed_umbrella umbrella
+    umbrella_with_rain_drops umbrella_on_ground snowman snowman_without_snow milky_way new_moon_with_face
+    first_quarter_moon_with_face last_quarter_moon_with_face full_moon_with_face sun_with_face
+    wind_blowing_face
+    """
 )
+
 
 # OpenMoji drawings the installed emoji metadata does not know (OpenMoji's own extras in the
 # private-use area, and emoji newer than the metadata), classified by looking at each drawing.
@@ -498,9 +313,7 @@ def _tone_variant(code: str, tone: str) -> str:
     return f"{first}-{tone}-{rest}" if rest else f"{first}-{tone}"
 
 
-def select_sources(
-    svg_dir: Path, metadata: Sequence[dict], skin_tones: bool = True
-) -> list[Source]:
+def select_sources(svg_dir: Path, metadata: Sequence[dict], skin_tones: bool = True) -> list[Source]:
     """Every OpenMoji SVG that gets a class, sorted by (class, code points).
 
     ``skin_tones``: also take the five skin-tone drawings of each chosen one-person emoji (they
@@ -530,7 +343,9 @@ def select_sources(
             for tone in sorted(variations):
                 if tone in SKIN_TONES:  # skip two-tone mixes such as "1F3FB-1F3FC"
                     variant = variations[tone]
-                    add((variant["unified"], variant.get("non_qualified")), f"{entry['short_name']}:{tone}", label, tone)
+                    add(
+                        (variant["unified"], variant.get("non_qualified")), f"{entry['short_name']}:{tone}", label, tone
+                    )
 
     for code, (label, name) in sorted(EXTRA_EMOJI.items()):
         add((code,), name, label, None)
@@ -607,9 +422,7 @@ def _progress(items: Sequence, show: bool, desc: str):
     return tqdm(items, desc=desc, unit="svg", leave=False)
 
 
-def render_bases(
-    sources: Sequence[Source], progress: bool = False
-) -> tuple[np.ndarray, np.ndarray, list[Source]]:
+def render_bases(sources: Sequence[Source], progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[Source]]:
     """Render the sources to distinct base sprites.
 
     Returns (images (M, 16, 16, 3) uint8, labels (M,) int64, the sources kept). A sprite that
@@ -640,7 +453,7 @@ def render_bases(
 def shift_and_mirror(images: np.ndarray, dx: np.ndarray, dy: np.ndarray, mirror: np.ndarray) -> np.ndarray:
     """Shift each (16, 16, 3) image by (dx, dy) pixels in -1..1 (filling with white), then mirror
     left-right where ``mirror`` is True. Positive dx moves right, positive dy moves down."""
-    n, h, w, _ = images.shape
+    _, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=255)
     out = np.empty_like(images)
     for sy in (-1, 0, 1):
@@ -718,7 +531,8 @@ def write_preview(
         for k, i in enumerate(_preview_picks(sources, labels, label, per_row)):
             sprite = Image.fromarray(bases[i]).resize((cell, cell), resample=Image.Resampling.NEAREST)
             sheet.paste(sprite, (label_w + gap + k * (cell + gap), y))
-    draw.text((6, height - caption_h + 4), "Sprites: OpenMoji, CC BY-SA 4.0 (openmoji.org)", fill=(90, 90, 90), font=font)
+    caption = "Sprites: OpenMoji, CC BY-SA 4.0 (openmoji.org)"
+    draw.text((6, height - caption_h + 4), caption, fill=(90, 90, 90), font=font)
     sheet.save(path, format="PNG")
 
 
@@ -727,6 +541,7 @@ def build(
     limit: int | None = None,
     per_class: int = PER_CLASS,
     seed: int = SEED,
+    skin_tones: bool = True,
     progress: bool = False,
 ) -> dict:
     """Build the sprite set into ``out_dir`` and return its manifest (also written as JSON).
@@ -734,11 +549,13 @@ def build(
     ``limit``: use only the first ``limit`` eligible SVGs of each class (quick builds for tests).
     ``per_class``: augmented sprites per class; the set has 5 * per_class sprites.
     ``seed``: seeds the one numpy Generator behind the augmentation and the shuffle.
+    ``skin_tones``: also use the five skin-tone drawings of each person (needed to pass 1,500 bases).
+    ``progress``: show a tqdm bar while rendering.
     """
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     out_dir = Path(out_dir)
-    sources = limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata()), limit)
+    sources = limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata(), skin_tones), limit)
     bases, base_labels, kept = render_bases(sources, progress=progress)
 
     images, labels = augment(bases, base_labels, per_class, np.random.default_rng(seed))
@@ -761,12 +578,13 @@ def build(
         "classes": list(CLASS_NAMES),
         "seed": seed,
         "limit": limit,
+        "skin_tones": skin_tones,
         "per_class": per_class,
         "base_counts": {name: int(n) for name, n in zip(CLASS_NAMES, base_counts, strict=True)},
         "base_skin_tone_variants": {name: int(n) for name, n in zip(CLASS_NAMES, tone_counts, strict=True)},
         "base_total": int(base_counts.sum()),
         "augmented_counts": {name: int(n) for name, n in zip(CLASS_NAMES, augmented_counts, strict=True)},
-        "total": int(len(labels)),
+        "total": len(labels),
         "sha256": {IMAGES_FILE: sha256_of(out_dir / IMAGES_FILE), LABELS_FILE: sha256_of(out_dir / LABELS_FILE)},
         "files": {
             "images": {"name": IMAGES_FILE, "shape": list(images.shape), "dtype": "uint8"},
@@ -798,12 +616,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the repo's data/)")
     parser.add_argument(
-        "--limit", type=int, default=None, metavar="N", help="use only the first N eligible SVGs per class (quick builds)"
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N eligible SVGs of each class (quick builds)",
     )
     parser.add_argument(
-        "--per-class", type=int, default=PER_CLASS, metavar="N", help=f"augmented sprites per class (default {PER_CLASS})"
+        "--per-class",
+        type=int,
+        default=PER_CLASS,
+        metavar="N",
+        help=f"augmented sprites per class (default {PER_CLASS})",
     )
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed for augmentation and shuffle (default {SEED})")
+    parser.add_argument(
+        "--no-skin-tones",
+        action="store_true",
+        help="leave out the skin-tone drawings of people (about 550 distinct bases instead of about 1,550)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--list", action="store_true", help="print the class of every emoji that would be used, then exit"
@@ -817,15 +648,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         if args.list:
-            for source in limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata()), args.limit):
+            sources = select_sources(find_svg_dir(), load_emoji_metadata(), not args.no_skin_tones)
+            for source in limit_per_class(sources, args.limit):
                 print(f"{CLASS_NAMES[source.label]}\t{source.code}\t{source.name}")
             return
-        manifest = build(args.out, limit=args.limit, per_class=args.per_class, seed=args.seed,
-                         progress=not args.no_progress)
-    except MissingDependencyError as err:
-        sys.exit(f"build_sprites: {err}")
-    except ValueError as err:
-        sys.exit(f"build_sprites: {err}")
+        manifest = build(
+            args.out,
+            limit=args.limit,
+            per_class=args.per_class,
+            seed=args.seed,
+            skin_tones=not args.no_skin_tones,
+            progress=not args.no_progress,
+        )
+    except (MissingDependencyError, ValueError) as err:
+        sys.exit(f"build_sprites: error: {err}")
     bases = ", ".join(f"{name} {n:,}" for name, n in manifest["base_counts"].items())
     print(
         f"Built {manifest['total']:,} sprites from {manifest['base_total']:,} distinct bases ({bases}) "

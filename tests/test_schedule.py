@@ -124,3 +124,18 @@ def test_step_sequence_works_for_any_n(schedule, n):
 def test_step_sequence_refuses_impossible_step_counts(schedule, n):
     with pytest.raises(ValueError, match="from 1 to 500"):
         schedule.step_sequence(n)
+
+
+@pytest.mark.parametrize("t", [2, 100, 500])
+def test_ddim_with_eta_one_on_consecutive_steps_is_the_ddpm_posterior_step(schedule, t):
+    b, _, ab = reference_schedule()
+    gen = torch.Generator().manual_seed(t)
+    x_t, eps, z = (torch.randn(2, 3, 4, 4, generator=gen) for _ in range(3))
+    x0 = (x_t.double() - np.sqrt(1 - ab[t]) * eps.double()) / np.sqrt(ab[t])
+    a_t = 1 - b[t]
+    mean = (np.sqrt(ab[t - 1]) * b[t] / (1 - ab[t])) * x0 + (
+        np.sqrt(a_t) * (1 - ab[t - 1]) / (1 - ab[t])
+    ) * x_t.double()
+    std = np.sqrt(b[t] * (1 - ab[t - 1]) / (1 - ab[t]))
+    out = schedule.denoise_ddim(x_t, t, t - 1, eps, eta=1.0, z=z)
+    np.testing.assert_allclose(out.numpy(), (mean + std * z.double()).numpy(), atol=3e-4)

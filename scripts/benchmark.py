@@ -1,0 +1,304 @@
+#!/usr/bin/env python
+"""Measure the course's speed, side by side with the original course's habits, on this machine.
+
+One run prints a table and writes JSON (and, with --quality, docs/quality_vs_steps.png):
+
+1. Sampling 32 sprites, DDPM-500 and DDIM-25: loops written the way the original course writes
+   them (a print every step, the time tensor rebuilt and moved to the device every step, every
+   intermediate copied to the host) against this module's sample_ddpm / sample_ddim.
+2. Training throughput: the original input pipeline (a DataLoader over a Dataset that applies
+   the torchvision transform to each image, one worker) against ours (the whole set converted
+   once, batches taken by indexing), images/s for the full training step.
+3. Where the time goes: the model's forward time alone x the number of steps against the
+   sampler's wall time (loop overhead), and the model's achieved GFLOP/s against this machine's
+   dense matmul GFLOP/s measured in the same run (fraction of peak).
+4. --quality: DDPM at 500 and 100 steps, DDIM at 10, 25, 50, 100, DPM-Solver++ at 10, 15, 20:
+   wall time and the figures of scripts/evaluate.py (context accuracy, sprite FD).
+
+The course-style loops below reproduce the original's habits for comparison only; they use
+the module's own step functions, so both sides compute the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+import diffusion_utilities as du
+
+
+def timed(fn, repeat=1):
+    """Best wall time of ``repeat`` calls (seconds) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+# -- the original course's habits, reproduced for comparison -----------------------------------
+@torch.no_grad()
+def course_style_ddpm(model, schedule, n_sample, save_rate=20):
+    device = du._model_device(model)
+    samples = torch.randn(n_sample, 3, model.h, model.h).to(device)
+    intermediate = []
+    for i in range(schedule.T, 0, -1):
+        print(f"sampling timestep {i:3d}", end="\r")
+        t = torch.tensor([i / schedule.T])[:, None, None, None].to(device)
+        z = torch.randn_like(samples) if i > 1 else 0
+        eps = model(samples, t.expand(n_sample, 1, 1, 1).contiguous())
+        samples = schedule.denoise_add_noise(samples, i, eps, z)
+        if i % save_rate == 0 or i == schedule.T or i < 8:
+            intermediate.append(samples.detach().cpu().numpy())
+    return samples, np.stack(intermediate)
+
+
+@torch.no_grad()
+def course_style_ddim(model, schedule, n_sample, n=25):
+    device = du._model_device(model)
+    samples = torch.randn(n_sample, 3, model.h, model.h).to(device)
+    intermediate = []
+    step = schedule.T // n
+    for i in range(schedule.T, 0, -step):
+        print(f"sampling timestep {i:3d}", end="\r")
+        t = torch.tensor([i / schedule.T])[:, None, None, None].to(device)
+        eps = model(samples, t.expand(n_sample, 1, 1, 1).contiguous())
+        samples = schedule.denoise_ddim(samples, i, i - step, eps)
+        intermediate.append(samples.detach().cpu().numpy())
+    return samples, np.stack(intermediate)
+
+
+def bench_sampling(model, schedule, n_sample, repeat):
+    model.eval()
+    rows = {}
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        rows["ddpm500_course"] = timed(lambda: course_style_ddpm(model, schedule, n_sample), repeat)[0]
+        rows["ddim25_course"] = timed(lambda: course_style_ddim(model, schedule, n_sample), repeat)[0]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    rows["ddpm500_ours"] = timed(
+        lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False), repeat
+    )[0]
+    rows["ddim25_ours"] = timed(
+        lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False), repeat
+    )[0]
+    rows["dpm15_ours"] = timed(
+        lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False), repeat
+    )[0]
+    return rows
+
+
+# -- training input pipelines -------------------------------------------------------------------
+def bench_training(n_steps, batch_size, data_dir):
+    sfile, lfile = du.sprite_files(data_dir)
+    schedule = du.DDPMSchedule()
+    results = {}
+
+    def run(batches):
+        torch.manual_seed(0)
+        model = du.course_model()
+        optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        seen, start = 0, None
+        for k, (x, c) in enumerate(batches):
+            if k == 2:  # two warm-up steps
+                start, seen = time.perf_counter(), 0
+            loss = du.diffusion_loss(model, schedule, x, c)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            seen += x.shape[0]
+            if k + 1 == n_steps + 2:
+                break
+        return seen / (time.perf_counter() - start)
+
+    per_item = du.CustomDataset(sfile, lfile, transform=lambda im: du.transform(im))  # forces the per-image path
+    loader = torch.utils.data.DataLoader(per_item, batch_size=batch_size, shuffle=True, num_workers=1)
+    results["course_pipeline_img_s"] = run(iter(loader))
+
+    images, labels = du.CustomDataset(sfile, lfile).tensors()
+
+    def ours():
+        perm = torch.randperm(len(images))
+        for k in range(len(images) // batch_size):
+            idx = perm[k * batch_size : (k + 1) * batch_size]
+            yield images[idx], labels[idx]
+
+    results["our_pipeline_img_s"] = run(ours())
+    return results
+
+
+# -- where the time goes ------------------------------------------------------------------------
+def model_flops(model, n_sample):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, t = torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, t)
+    return counter.get_total_flops()
+
+
+def matmul_peak_gflops(size=1024, repeat=20):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = timed(lambda: [a @ b for _ in range(repeat)], 3)[0]
+    return 2 * size**3 * repeat / best / 1e9
+
+
+def bench_breakdown(model, schedule, n_sample, sampler_seconds):
+    model.eval()
+    x, t = torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample)
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x, t)
+        per_forward = timed(lambda: [model(x, t) for _ in range(50)], 3)[0] / 50
+    flops = model_flops(model, n_sample)
+    peak = matmul_peak_gflops()
+    out = {"forward_ms": per_forward * 1e3, "model_gflop_per_forward": flops / 1e9}
+    out["model_gflops_s"] = flops / per_forward / 1e9
+    out["matmul_peak_gflops_s"] = peak
+    out["fraction_of_peak"] = out["model_gflops_s"] / peak
+    for name, steps in (("ddpm500_ours", 500), ("ddim25_ours", 25), ("dpm15_ours", 15)):
+        wall = sampler_seconds[name]
+        out[f"{name}_overhead_pct"] = 100 * (wall - steps * per_forward) / wall
+    return out
+
+
+# -- quality against cost -----------------------------------------------------------------------
+QUALITY_SETTINGS = [("ddpm", 500), ("ddim-eta1", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
+QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20)]
+
+
+def bench_quality(weights, n_per_class, n_fd, progress):
+    model = du.load_model(weights)
+    schedule = du.DDPMSchedule()
+    rows = []
+    for sampler, steps in QUALITY_SETTINGS:
+        kw = {"eta": 1.0} if sampler == "ddim-eta1" else {}
+        name = "ddim" if sampler == "ddim-eta1" else sampler
+        res = du.evaluate(
+            model, schedule, sampler=name, steps=steps, n_per_class=n_per_class, n_fd=n_fd, progress=progress, **kw
+        )
+        res["label"] = "ddpm" if sampler != "ddim" and sampler != "dpm" else sampler
+        rows.append({"sampler": sampler, "steps": steps, **res})
+    return rows
+
+
+def plot_quality(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        sel = [r for r in rows if r["sampler"] == sampler]
+        secs = [r["sample_seconds_per_sprite"] * 32 for r in sel]
+        axes[0].plot(secs, [r["context_accuracy"] for r in sel], "o-", label=sampler)
+        axes[1].plot(secs, [r["fd"] for r in sel], "o-", label=sampler)
+        for r, s in zip(sel, secs, strict=True):
+            axes[0].annotate(str(r["steps"]), (s, r["context_accuracy"]), fontsize=8)
+            axes[1].annotate(str(r["steps"]), (s, r["fd"]), fontsize=8)
+    for ax, ylabel in zip(axes, ["context accuracy (no guidance)", "sprite FD (lower is better)"], strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds for 32 sprites")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"))
+    p.add_argument("--n", type=int, default=32, help="sprites per sampling run (default 32, like the course)")
+    p.add_argument("--repeat", type=int, default=1, help="best of N sampling runs (default 1)")
+    p.add_argument("--train-steps", type=int, default=20, help="timed training steps per pipeline (default 20)")
+    p.add_argument("--quality", action="store_true", help="also run the quality-vs-steps sweep (slow)")
+    p.add_argument("--n-per-class", type=int, default=100, help="quality sweep: sprites per class (default 100)")
+    p.add_argument("--n-fd", type=int, default=1000, help="quality sweep: sprites for the FD (default 1000)")
+    p.add_argument("--data", default=None, help="sprite folder (default data/)")
+    p.add_argument("--out", default="docs/benchmark.json", help="JSON output (default docs/benchmark.json)")
+    p.add_argument(
+        "--plot", default="docs/quality_vs_steps.png", help="quality plot (default docs/quality_vs_steps.png)"
+    )
+    args = p.parse_args(argv)
+    try:
+        model = du.load_model(args.weights)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
+    schedule = du.DDPMSchedule()
+    report = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor()}".strip(", "),
+        "torch": torch.__version__,
+        "n_sample": args.n,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    print(f"Sampling {args.n} sprites ...", flush=True)
+    report["sampling_s"] = s = bench_sampling(model, schedule, args.n, args.repeat)
+    print("Training pipelines ...", flush=True)
+    report["training"] = tr = bench_training(args.train_steps, 100, args.data)
+    print("Breakdown ...", flush=True)
+    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s)
+    lines = [
+        "| measurement | course style | ours | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        f"| DDPM-500, {args.n} sprites (s) | {s['ddpm500_course']:.2f} | {s['ddpm500_ours']:.2f} | "
+        f"{s['ddpm500_course'] / s['ddpm500_ours']:.2f}x |",
+        f"| DDIM-25, {args.n} sprites (s) | {s['ddim25_course']:.3f} | {s['ddim25_ours']:.3f} | "
+        f"{s['ddim25_course'] / s['ddim25_ours']:.2f}x |",
+        f"| DPM-Solver++-15, {args.n} sprites (s) | | {s['dpm15_ours']:.3f} | |",
+        f"| training step, images/s | {tr['course_pipeline_img_s']:.0f} | {tr['our_pipeline_img_s']:.0f} | "
+        f"{tr['our_pipeline_img_s'] / tr['course_pipeline_img_s']:.2f}x |",
+        "",
+        f"DDIM-25 vs DDPM-500 (ours): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
+        f"Model forward, batch {args.n}: {br['forward_ms']:.2f} ms, {br['model_gflop_per_forward']:.3f} GFLOP, "
+        f"{br['model_gflops_s']:.1f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured matmul peak "
+        f"({br['matmul_peak_gflops_s']:.1f} GFLOP/s).",
+        f"Sampler loop overhead: DDPM-500 {br['ddpm500_ours_overhead_pct']:.1f}%, "
+        f"DDIM-25 {br['ddim25_ours_overhead_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_overhead_pct']:.1f}%.",
+    ]
+    if args.quality:
+        print("Quality sweep ...", flush=True)
+        rows = bench_quality(args.weights, args.n_per_class, args.n_fd, progress=True)
+        report["quality"] = rows
+        plot_quality(rows, Path(args.plot))
+        lines += [
+            "",
+            "| sampler | steps | s / 32 sprites | context accuracy | sprite FD |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['sampler']} | {r['steps']} | {r['sample_seconds_per_sprite'] * 32:.2f} | "
+                f"{r['context_accuracy']:.3f} | {r['fd']:.2f} |"
+            )
+    report["table"] = "\n".join(lines)
+    print("\n" + report["table"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Run the whole course: execute the four notebooks headlessly and export them (the engine of `make course`).
+
+Each notebook in notebooks/ runs top to bottom in a fresh python3 kernel, at full size with the
+shipped weights (its training cell does a short live run, then loads the shipped snapshots). Written
+to --out (default build/):
+
+    L1_Sampling.ipynb ...        the executed notebooks, with all outputs
+    L1_Sampling.html ...         an HTML export of each; the animations play offline
+    L1_Sampling/ ...             the GIFs and PNG grids each notebook saved (the notebooks write
+                                 there themselves: COURSE_OUT is set to --out)
+
+It ends with a table (notebook, seconds, status, files written) and exits with status 1 if any cell
+failed, naming the cell and its error. Examples:
+
+    python scripts/run_course.py                      # all four, full size, into build/
+    python scripts/run_course.py --quick --out /tmp/c # COURSE_QUICK=1: small, for CI and checks
+    python scripts/run_course.py --only L1 L4         # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+LESSONS = ("L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling")
+NEEDED_WEIGHTS = ("model_trained.pth", "context_model_trained.pth")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="build", help="output folder (default build/, relative to the current folder)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="run with COURSE_QUICK=1: fewer sprites, a few training steps, fewer frames (as CI does)",
+    )
+    p.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run only the notebooks whose names start with these (e.g. L1 L3)"
+    )
+    p.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run before it fails (default 1800)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel to run them in (default python3: this python)")
+    return p.parse_args(argv)
+
+
+@dataclasses.dataclass
+class Outcome:
+    name: str
+    seconds: float = 0.0
+    cells: int = 0
+    error: str | None = None
+    files: list = dataclasses.field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.error is None else "FAILED"
+
+
+def preflight() -> str | None:
+    """What is missing before any notebook can run (sprites, weights, notebooks), or None."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import diffusion_utilities as du
+
+        du.sprite_files()
+    except FileNotFoundError as err:
+        return str(err)
+    missing = [name for name in NEEDED_WEIGHTS if not (ROOT / "weights" / name).exists()]
+    if missing:
+        return (
+            f"Missing trained weights in {ROOT / 'weights'}: {', '.join(missing)}. Restore the shipped ones with "
+            "`git checkout -- weights/` (or train your own: python scripts/train.py --help)."
+        )
+    absent = [n for n in LESSONS if not (NOTEBOOK_DIR / f"{n}.ipynb").exists()]
+    if absent:
+        return f"Missing notebooks in {NOTEBOOK_DIR}: {', '.join(absent)}."
+    return None
+
+
+def describe_failure(nb, name: str, err: Exception) -> str:
+    """One readable paragraph: which cell failed, how it starts, and the error."""
+    code_index = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        code_index += 1
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            evalue = ANSI.sub("", errors[0].get("evalue", "")).strip()
+            return (
+                f"{name}: code cell {code_index} (cell {index + 1} of the notebook), which starts "
+                f"`{first.strip()[:80]}`, raised {errors[0].get('ename', 'an error')}: {evalue}"
+            )
+    message = ANSI.sub("", str(err)).strip().splitlines()
+    return f"{name}: {type(err).__name__}: {message[-1] if message else ''}"
+
+
+def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from tqdm import tqdm
+
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    outcome = Outcome(name, cells=sum(c.cell_type == "code" for c in nb.cells))
+    bar = tqdm(total=outcome.cells, desc=f"{name:<16}", unit="cell", dynamic_ncols=True)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+        on_cell_executed=lambda **_: bar.update(1),
+    )
+    start = time.perf_counter()
+    began = time.time() - 1
+    # The kernel's own stderr (start-up warnings, a crash message) goes to a log, not over the progress bar.
+    with tempfile.TemporaryFile("w+") as kernel_log:
+        try:
+            client.execute(stderr=kernel_log)
+        except Exception as err:  # a failing cell (CellExecutionError), a timeout or a dead kernel
+            outcome.error = describe_failure(nb, name, err)
+            kernel_log.seek(0)
+            tail = [line for line in kernel_log.read().splitlines() if "without encryption" not in line][-5:]
+            if tail:
+                outcome.error += "\nThe kernel's last words: " + " | ".join(tail)
+        finally:
+            outcome.seconds = time.perf_counter() - start
+            bar.close()
+    executed = out / f"{name}.ipynb"
+    nbformat.write(nb, executed)
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    (out / f"{name}.html").write_text(html, encoding="utf-8")
+    saved = sorted(p for p in (out / name).glob("**/*") if p.is_file() and p.stat().st_mtime >= began)
+    outcome.files = [executed, out / f"{name}.html", *saved]
+    return outcome
+
+
+def summarise(files: list[Path]) -> str:
+    """'.ipynb, .html, 2 gif, 6 png'."""
+    kinds: dict[str, int] = {}
+    for f in files:
+        kinds[f.suffix.lstrip(".")] = kinds.get(f.suffix.lstrip("."), 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    names = [n for n in LESSONS if not args.only or any(n.startswith(o) for o in args.only)]
+    if not names:
+        print(f"--only {' '.join(args.only)} matches none of {', '.join(LESSONS)}.", file=sys.stderr)
+        return 2
+    problem = preflight()
+    if problem:
+        print(f"Cannot run the course: {problem}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["COURSE_OUT"] = str(out)
+    if args.quick:
+        os.environ["COURSE_QUICK"] = "1"
+    else:
+        os.environ.pop("COURSE_QUICK", None)
+    mode = "quick mode (COURSE_QUICK=1)" if args.quick else "full size"
+    print(f"Running {len(names)} notebook(s), {mode}, into {out}")
+
+    outcomes = [run_notebook(name, out, args.timeout, args.kernel) for name in names]
+
+    width = max(len(o.name) for o in outcomes) + 6
+    print(f"\n{'notebook':<{width}} {'seconds':>8}  {'status':<7} files written")
+    for o in outcomes:
+        print(f"{o.name + '.ipynb':<{width}} {o.seconds:8.1f}  {o.status:<7} {summarise(o.files)}")
+    print(f"{'total':<{width}} {sum(o.seconds for o in outcomes):8.1f}")
+    print(f"\nFiles in {out}:")
+    for o in outcomes:
+        for f in o.files:
+            print(f"  {f.relative_to(out)}  ({f.stat().st_size / 1024:,.0f} KiB)")
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        print(f"\nFAILED  {o.error}\nThe executed notebook, with the full traceback, is {out / (o.name + '.ipynb')}.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The notebooks as committed: valid, without outputs, and importing (never redefining) the shared module."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, du
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+LESSONS = ["L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling"]
+
+
+def shared_names() -> set[str]:
+    """Every class and function the module defines, and the schedule's step functions."""
+    names = {
+        name
+        for name, obj in vars(du).items()
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", None) == du.__name__
+    }
+    names |= {name for name, _ in inspect.getmembers(du.DDPMSchedule, inspect.isfunction) if not name.startswith("__")}
+    return names
+
+
+def code_of(cell) -> str:
+    """A code cell's source as plain Python: IPython magics and shell lines become comments."""
+    return "\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=nbformat.NO_CONVERT)
+
+
+def test_the_four_lessons_are_there():
+    assert [p.stem for p in NOTEBOOKS] == LESSONS
+
+
+def test_shared_names_cover_the_course_names():
+    assert {"ContextUnet", "DDPMSchedule", "sample_ddpm", "sample_ddim", "perturb_input", "denoise_add_noise"} <= (
+        shared_names()
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_valid_nbformat(path):
+    nbformat.validate(read(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs_or_execution_counts(path):
+    dirty = [
+        i
+        for i, cell in enumerate(read(path).cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts; clear them before committing."
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_defines_no_class_or_function_of_the_shared_module(path):
+    shared = shared_names()
+    found = []
+    for i, cell in enumerate(read(path).cells):
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(code_of(cell))):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.name in shared:
+                found.append(f"cell {i}: {node.name}")
+            if isinstance(node, ast.ClassDef) and any("Module" in ast.unparse(base) for base in node.bases):
+                found.append(f"cell {i}: a network class {node.name}")
+    assert not found, f"{path.name} redefines what diffusion_utilities provides: {found}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_sets_up_quick_mode_device_and_output_in_its_first_code_cell(path):
+    cells = read(path).cells
+    first_code = next(c.source for c in cells if c.cell_type == "code")
+    for needed in ("import diffusion_utilities as du", 'os.environ.get("COURSE_QUICK") == "1"', "du.get_device()"):
+        assert needed in first_code, f"{path.name}: the first code cell lacks {needed!r}"
+    assert "COURSE_OUT" in first_code
+    intro = cells[0].source
+    assert cells[0].cell_type == "markdown" and "COURSE_QUICK=1" in intro
+    assert "OpenMoji" in intro and "CC BY-SA 4.0" in intro, f"{path.name}: the first cell must credit the sprites"

@@ -1,0 +1,75 @@
+"""Saving and loading weights: round trips, safe loading, and errors that say what is wrong."""
+
+import pickle
+
+import pytest
+import torch
+from conftest import du
+
+
+def test_save_then_load_gives_the_same_weights(tmp_path):
+    model = du.course_model()
+    path = du.save_model(model, tmp_path / "m.pth")
+    loaded = du.load_model(path)
+    assert not loaded.training
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_a_missing_file_says_where_weights_come_from(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.pth.*weights/.*scripts/train\.py"):
+        du.load_model(tmp_path / "nothere.pth")
+
+
+def test_a_corrupt_file_is_a_value_error_naming_it(tmp_path):
+    path = tmp_path / "broken.pth"
+    du.save_model(du.course_model(), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"broken\.pth.*corrupt"):
+        du.load_model(path)
+
+
+class Sneaky:
+    """Unpickling this would call print: a stand-in for a file that runs code."""
+
+    def __reduce__(self):
+        return (print, ("this ran at load time",))
+
+
+def test_a_file_that_would_run_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": Sneaky()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.raises(ValueError, match=r"evil\.pth.*refused"):
+        du.load_model(path)
+    assert "this ran" not in capsys.readouterr().out
+
+
+def test_a_different_architecture_names_the_sizes_that_differ(tmp_path):
+    path = du.save_model(du.ContextUnet(3, 32, 10, 16), tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other\.pth.*different architecture.*sizes differ.*\(64, 3, 3, 3\)"):
+        du.load_model(path)
+
+
+def test_a_checkpoint_with_extra_or_missing_layers_is_refused(tmp_path):
+    state = du.course_model().state_dict()
+    state.pop("out.3.bias")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"1 missing \(out\.3\.bias\).*1 unexpected \(extra\.weight\)"):
+        du.load_model(path)
+
+
+def test_a_non_state_dict_is_refused(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="not a state dict"):
+        du.load_model(path)
+
+
+def test_load_model_fills_a_given_model(tmp_path):
+    small = du.ContextUnet(3, 16, 5, 20)
+    path = du.save_model(small, tmp_path / "small.pth")
+    target = du.ContextUnet(3, 16, 5, 20)
+    assert du.load_model(path, model=target) is target
+    assert torch.equal(target.out[3].weight, small.out[3].weight)

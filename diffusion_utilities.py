@@ -900,7 +900,9 @@ def train(
     the epoch's permutation and RNG state: ``resume=`` that file continues exactly) at the
     end of every ``save_every``-th epoch and on Ctrl-C; ``{prefix}_{epoch}.pth`` EMA
     snapshots at the same points; ``{prefix}_trained.pth`` at the end; and
-    ``loss_log.csv`` (step, epoch, loss, lr). ``max_steps`` stops early (the notebooks' short
+    ``loss_log.csv`` (step, epoch, loss, lr). Resuming with another ``config.epochs`` (and
+    nothing else changed) lengthens or shortens the run: the learning rate then follows
+    ``lr (1 - k / total_steps)`` for the new total from where it is. ``max_steps`` stops early (the notebooks' short
     live run); ``callback(step, loss)`` is called every ``log_every`` steps.
     """
     config.validate()
@@ -928,13 +930,15 @@ def train(
 
     if resume is not None:
         ckpt = _load_checkpoint(resume)
-        if ckpt["config"] != dataclasses.asdict(config):
-            diff = {
-                k: (ckpt["config"].get(k), v)
-                for k, v in dataclasses.asdict(config).items()
-                if ckpt["config"].get(k) != v
-            }
+        diff = {
+            k: (ckpt["config"].get(k), v)
+            for k, v in dataclasses.asdict(config).items()
+            if ckpt["config"].get(k) != v and k != "epochs"
+        }
+        if diff:
             raise ValueError(f"{resume} was trained with a different recipe (checkpoint, now): {diff}.")
+        if ckpt["epoch"] > config.epochs or (ckpt["epoch"] == config.epochs and ckpt["batch"] > 0):
+            raise ValueError(f"{resume} is already past epoch {config.epochs}; ask for more epochs.")
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         optim.load_state_dict(ckpt["optimizer"])
@@ -1357,12 +1361,13 @@ def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: f
     ncol = min(nrow or widest, widest)
     lines = max(math.ceil(len(x) / ncol) for _, x in items)
     height = (size * lines + 0.45) * len(items) + (0.3 if title else 0.0)
-    fig = _explorer_figure(max(3.0, size * ncol + 0.4), height)
+    text = max([len(str(label)) for label, _ in items] + [len(title or "")])
+    fig = _explorer_figure(max(3.0, size * ncol + 0.4, 0.08 * text), height)  # wide enough for the titles
     for ax, (label, x) in zip(fig.subplots(len(items), 1, squeeze=False)[:, 0], items, strict=True):
         show_images(x, nrow=ncol, ax=ax, title=str(label))
         ax.title.set_fontsize(10)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -1485,7 +1490,8 @@ def compare_steps(
     dpm, _ = sample_dpm_solver(model, schedule, n, n=steps, **kw)
     gap = (ddim.clamp(-1, 1) - dpm.clamp(-1, 1)).abs().mean().item()
     rows = [(reference_label, reference)] if reference is not None else []
-    rows += [(f"DDIM, {steps} steps", ddim), (f"DPM-Solver++(2M), {steps} steps  (mean |DPM - DDIM| = {gap:.3f})", dpm)]
+    n_steps = f"{steps} step" + ("s" if steps > 1 else "")
+    rows += [(f"DDIM, {n_steps}", ddim), (f"DPM-Solver++(2M), {n_steps}  (mean |DPM - DDIM| = {gap:.3f})", dpm)]
     return sprite_rows(rows, nrow=nrow)
 
 

@@ -5,6 +5,7 @@ Examples:
     python scripts/train.py --epochs 32 --out runs/model            # unconditional
     python scripts/train.py --context --epochs 32 --out runs/ctx    # with context (10% dropped)
     python scripts/train.py --resume runs/ctx/checkpoint.pt         # continue exactly
+    python scripts/train.py --resume runs/ctx/checkpoint.pt --epochs 20   # ... with another length
 
 Writes to --out: checkpoint.pt after every epoch (everything needed to resume),
 <prefix>_<epoch>.pth EMA snapshots every --save-every epochs, <prefix>_trained.pth at the end, loss_log.csv, and
@@ -57,9 +58,15 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N sprites (quick trials)")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
-    p.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (its recipe is used)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="a checkpoint.pt to continue from (its recipe is used; --epochs may change the length)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in (argv or sys.argv[1:]))
+    return args
 
 
 def main(argv=None) -> int:
@@ -69,6 +76,9 @@ def main(argv=None) -> int:
             resume = Path(args.resume)
             ckpt = du._load_checkpoint(resume)
             config = du.TrainConfig(**ckpt["config"])
+            if args.epochs_given:
+                print(f"Changing the run's length from {config.epochs} to {args.epochs} epochs.")
+                config.epochs = args.epochs
         else:
             resume = None
             config = du.TrainConfig(

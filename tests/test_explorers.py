@@ -158,3 +158,21 @@ def test_loss_curve_accepts_an_empty_start_and_rejects_unequal_lengths():
     assert len(du.loss_curve([], []).axes) == 1
     with pytest.raises(ValueError):
         du.loss_curve([1, 2, 3], [0.5, 0.4])
+
+
+# -- labelled rows of sprites ------------------------------------------------------------
+
+
+def test_sprite_rows_draws_one_titled_axis_per_row():
+    rows = {"epoch 0": torch.zeros(4, 3, 16, 16), "epoch 4": torch.ones(4, 3, 16, 16)}
+    fig = du.sprite_rows(rows, title="watch it learn")
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["epoch 0", "epoch 4"]
+    assert image_of(fig.axes[0]).shape == (18, 69, 3)  # one line of 4 sprites
+
+
+def test_sprite_rows_wraps_rows_at_nrow_and_refuses_no_rows():
+    fig = du.sprite_rows([("a", torch.zeros(6, 3, 16, 16))], nrow=3)
+    assert image_of(fig.axes[0]).shape == (35, 52, 3)
+    with pytest.raises(ValueError):
+        du.sprite_rows({})

@@ -13,14 +13,14 @@ LESSONS = ["L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling"]
 
 
 def shared_names() -> set[str]:
-    """Every class and function the module defines, and the schedule's step functions."""
+    """Every public class and function the module defines, and the schedule's step functions."""
     names = {
         name
         for name, obj in vars(du).items()
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", None) == du.__name__
     }
-    names |= {name for name, _ in inspect.getmembers(du.DDPMSchedule, inspect.isfunction) if not name.startswith("__")}
-    return names
+    names |= {name for name, _ in inspect.getmembers(du.DDPMSchedule, inspect.isfunction)}
+    return {name for name in names if not name.startswith("_")}
 
 
 def code_of(cell) -> str:

@@ -103,3 +103,15 @@ def test_atomic_save_leaves_no_partial_file(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - any pickling failure
         du.atomic_torch_save({"f": lambda: 0}, target)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_resuming_with_more_epochs_continues_the_linear_decay_over_the_new_length(tmp_path):
+    images, labels = tiny_set()
+    du.train(small_config(), images, labels, out_dir=tmp_path, progress=False, max_steps=4, log_every=1)
+    result = du.train(
+        small_config(epochs=3), images, labels, out_dir=tmp_path, resume=tmp_path / "checkpoint.pt", progress=False
+    )
+    assert result.step == 12
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "loss_log.csv"))]
+    assert lrs[:4] == pytest.approx([1e-3 * (1 - k / 8) for k in range(4)])
+    assert lrs[4:] == pytest.approx([1e-3 * (1 - k / 12) for k in range(4, 12)])

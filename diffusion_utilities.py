@@ -616,7 +616,16 @@ def sample_dpm_solver(
     return x, _stack_frames(intermediate, x)
 
 
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm": sample_dpm_solver}
+def sample_ddpm_strided(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 100, context=None, **kwargs):
+    """DDPM on ``n`` evenly spaced timesteps instead of all T: ``sample_ddim`` with eta = 1.
+
+    Each jump from t to t_prev adds the posterior noise of that jump, so with n = T it is
+    DDPM with the posterior variance b~_t. Same options and return value as ``sample_ddim``.
+    """
+    return sample_ddim(model, schedule, n_sample, n, context, eta=1.0, **kwargs)
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm": sample_dpm_solver, "ddpm-strided": sample_ddpm_strided}
 
 
 # =============================================================================

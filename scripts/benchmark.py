@@ -181,22 +181,37 @@ def bench_breakdown(model, schedule, n_sample, sampler_seconds):
 
 
 # -- quality against cost -----------------------------------------------------------------------
-QUALITY_SETTINGS = [("ddpm", 500), ("ddim-eta1", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
+QUALITY_SETTINGS = [("ddpm", 500), ("ddpm-strided", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
 QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20)]
 
 
 def bench_quality(weights, n_per_class, n_fd, progress):
+    """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``."""
     model = du.load_model(weights)
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:
-        kw = {"eta": 1.0} if sampler == "ddim-eta1" else {}
-        name = "ddim" if sampler == "ddim-eta1" else sampler
         res = du.evaluate(
-            model, schedule, sampler=name, steps=steps, n_per_class=n_per_class, n_fd=n_fd, progress=progress, **kw
+            model,
+            schedule,
+            sampler=sampler,
+            steps=steps if sampler != "ddpm" else None,
+            n_per_class=n_per_class,
+            n_fd=n_fd,
+            progress=progress,
         )
-        res["label"] = "ddpm" if sampler != "ddim" and sampler != "dpm" else sampler
-        rows.append({"sampler": sampler, "steps": steps, **res})
+        per_sprite = res["seconds"]["sample_conditional"] / res["n_conditional"]
+        rows.append(
+            {
+                "sampler": sampler,
+                "steps": steps,
+                "seconds_32": 32 * per_sprite,
+                "context_accuracy": res["context_accuracy"]["overall"],
+                "fd": res["fd"]["generated"] if res["fd"] else None,
+                "fd_floor": res["fd"]["real_floor"] if res["fd"] else None,
+                "evaluation": res,
+            }
+        )
     return rows
 
 
@@ -209,7 +224,7 @@ def plot_quality(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for sampler in dict.fromkeys(r["sampler"] for r in rows):
         sel = [r for r in rows if r["sampler"] == sampler]
-        secs = [r["sample_seconds_per_sprite"] * 32 for r in sel]
+        secs = [r["seconds_32"] for r in sel]
         axes[0].plot(secs, [r["context_accuracy"] for r in sel], "o-", label=sampler)
         axes[1].plot(secs, [r["fd"] for r in sel], "o-", label=sampler)
         for r, s in zip(sel, secs, strict=True):
@@ -288,7 +303,7 @@ def main(argv=None) -> int:
         ]
         for r in rows:
             lines.append(
-                f"| {r['sampler']} | {r['steps']} | {r['sample_seconds_per_sprite'] * 32:.2f} | "
+                f"| {r['sampler']} | {r['steps']} | {r['seconds_32']:.2f} | "
                 f"{r['context_accuracy']:.3f} | {r['fd']:.2f} |"
             )
     report["table"] = "\n".join(lines)

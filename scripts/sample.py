@@ -58,7 +58,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"), help="a .pth state dict")
     p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddim", help="default ddim")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: ddpm 500, ddim 25, dpm 15, ddpm-strided 100)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default: ddpm 500, ddim 25, dpm 15, ddpm-strided 100)"
+    )
     p.add_argument("--n", type=int, default=32, help="number of sprites (default 32)")
     p.add_argument("--context", default=None, help="class name, index 0-4, or 5 comma-separated weights")
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight W (default 0)")

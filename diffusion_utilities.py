@@ -419,10 +419,14 @@ class _NoisePredictor:
 def _start_noise(model, n_sample, x_T, generator, device) -> torch.Tensor:
     shape = (n_sample, model.in_channels, model.h, model.h)
     if x_T is None:
-        return _randn(shape, generator, device)
-    if tuple(x_T.shape) != shape:
+        x = _randn(shape, generator, device)
+    elif tuple(x_T.shape) != shape:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
-    return x_T.to(device=device, dtype=torch.float32).clone()
+    else:
+        x = x_T.to(device=device, dtype=torch.float32).clone()
+    if device.type == "cuda" and next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)  # follow the model's layout (see speed_up)
+    return x
 
 
 def _check_n_sample(n_sample):
@@ -614,6 +618,29 @@ def sample_dpm_solver(
             if save_rate and (k % save_rate == 0 or k == len(steps) - 2):
                 intermediate.append(_frame(x))
     return x, _stack_frames(intermediate, x)
+
+
+def speed_up(model: nn.Module, compile: bool = False, channels_last: bool | None = None, mode: str | None = None):
+    """Make a model fast for sampling on a GPU; returns the model to pass to the samplers.
+
+    - ``channels_last`` (default: on for CUDA): the NHWC memory layout that cuDNN's
+      convolutions prefer; the samplers' inputs follow the model's layout.
+    - ``compile``: ``torch.compile``; on CUDA ``mode`` defaults to "reduce-overhead", which
+      records the fixed-shape sampling step as a CUDA graph, so a step costs one launch
+      instead of dozens (this small network is otherwise launch-bound). The first calls
+      compile (tens of seconds); later ones reuse it. Same samples as eager up to float
+      rounding (tested on the CPU).
+    """
+    device = _model_device(model)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        if mode is None and device.type == "cuda":
+            mode = "reduce-overhead"
+        model = torch.compile(model, mode=mode)
+    return model
 
 
 def sample_ddpm_strided(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 100, context=None, **kwargs):

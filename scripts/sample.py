@@ -6,6 +6,7 @@ Examples:
     python scripts/sample.py --sampler ddpm --gif denoise.gif         # the full 500 steps, animated
     python scripts/sample.py --context hero --guidance 2 --n 16       # guided towards one class
     python scripts/sample.py --context 1,0,1,0,0 --npy mix.npy        # a blend: hero + food
+    python scripts/sample.py --per-class 8 --guidance 2 --out docs/samples_per_class.png
 
 --context takes a class name (hero, non-hero, food, spell, side-facing), an index 0-4, or
 five comma-separated weights. --guidance W is classifier-free guidance (0 = off):
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--n", type=int, default=32, help="number of sprites (default 32)")
     p.add_argument("--context", default=None, help="class name, index 0-4, or 5 comma-separated weights")
+    p.add_argument(
+        "--per-class", type=int, default=None, metavar="K", help="K sprites for each class, one row per class"
+    )
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight W (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
@@ -79,6 +83,11 @@ def main(argv=None) -> int:
         device = du.get_device(args.device)
         model = du.load_model(args.weights, device=device)
         context = parse_context(args.context, model.n_cfeat)
+        if args.per_class is not None:
+            if context is not None or args.per_class < 1:
+                raise ValueError("--per-class K takes a positive K and no --context (it uses every class).")
+            context = torch.eye(model.n_cfeat).repeat_interleave(args.per_class, 0)
+            args.n = len(context)
         if args.guidance and context is None:
             raise ValueError("--guidance needs a --context to guide towards.")
         steps = args.steps or DEFAULT_STEPS[args.sampler]
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"sample.py: error: {err}", file=sys.stderr)
         return 2
-    written = [du.save_grid(samples, args.out, nrow=min(8, args.n))]
+    written = [du.save_grid(samples, args.out, nrow=args.per_class or min(8, args.n))]
     if args.gif:
         du.plot_sample(frames, save=True, save_dir=Path(args.gif).parent, fn=Path(args.gif).stem)
         written.append(Path(args.gif))

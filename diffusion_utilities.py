@@ -1010,6 +1010,7 @@ def train(
     model.train()
     t0 = time.perf_counter()
     interrupted = False
+    restore_sigterm = _sigterm_as_interrupt()
     stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
     ebar = tqdm(total=config.epochs, initial=epoch, desc="epochs", disable=not progress)
     bbar = tqdm(total=steps_per_epoch, initial=batch, desc=f"epoch {epoch}", disable=not progress, leave=False)
@@ -1056,6 +1057,7 @@ def train(
         if out_dir is not None:
             print(f"\nInterrupted at step {step}: saved {out_dir / 'checkpoint.pt'}; continue with --resume.")
     finally:
+        restore_sigterm()
         bbar.close()
         ebar.close()
         log.flush()
@@ -1067,6 +1069,24 @@ def train(
     ema.model.eval()
     wall = wall_time + time.perf_counter() - t0
     return TrainResult(model, ema.model, log.losses, step, epoch, wall, files, interrupted)
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM (e.g. `kill PID` of a background run) like Ctrl-C, so the run saves first.
+
+    Returns a function that restores the previous handler. A no-op outside the main thread.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 class _LossLog:

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
         "about": "Weights of the Sprite Diffusion course, all produced by scripts/train.py on this machine.",
         "command": info["command"],
         "resumed_with": info.get("resumed_with", []),
+        "note": info.get("note"),
         "config": info["config"],
         "dataset": info["dataset"],
         "dataset_sha256": info["dataset_sha256"],

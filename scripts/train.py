@@ -116,6 +116,9 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    previous = out / "run.json"
+    if resume is None:  # written now, so a resumed run still knows the command that started it
+        previous.write_text(json.dumps(run, indent=2) + "\n")
     result = du.train(config, images, labels, out_dir=out, device=device, resume=resume, progress=not args.no_progress)
     run.update(
         steps=result.step,
@@ -126,7 +129,6 @@ def main(argv=None) -> int:
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
         interrupted=result.interrupted,
     )
-    previous = out / "run.json"
     if resume is not None and previous.exists():
         first = json.loads(previous.read_text())
         run["resumed_with"] = [*first.get("resumed_with", []), run["command"]]

@@ -20,7 +20,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 $(DATA): | $(STAMP)
-	$(PY) scripts/build_sprites.py --out data
+	$(PY) scripts/build_sprites.py --out data --no-progress
 
 data: $(STAMP) $(DATA)
 

@@ -59,10 +59,11 @@ class Outcome:
     cells: int = 0
     error: str | None = None
     files: list = dataclasses.field(default_factory=list)
+    stopped: bool = False  # the kernel was shut down from outside (Ctrl-C, SIGTERM), not by a failing cell
 
     @property
     def status(self) -> str:
-        return "ok" if self.error is None else "FAILED"
+        return "ok" if self.error is None else ("STOPPED" if self.stopped else "FAILED")
 
 
 def preflight() -> str | None:
@@ -86,23 +87,33 @@ def preflight() -> str | None:
     return None
 
 
-def describe_failure(nb, name: str, err: Exception) -> str:
-    """One readable paragraph: which cell failed, how it starts, and the error."""
-    code_index = 0
+def describe_failure(nb, name: str, err: Exception) -> tuple[str, bool]:
+    """One readable paragraph (which cell failed, how it starts, the error) and whether the run was stopped."""
+    code_index, running = 0, None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         code_index += 1
+        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+        where = f"code cell {code_index} (cell {index + 1} of the notebook), which starts `{first[:80]}`,"
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
-            first = next((line for line in cell.source.splitlines() if line.strip()), "")
-            evalue = ANSI.sub("", errors[0].get("evalue", "")).strip()
-            return (
-                f"{name}: code cell {code_index} (cell {index + 1} of the notebook), which starts "
-                f"`{first.strip()[:80]}`, raised {errors[0].get('ename', 'an error')}: {evalue}"
-            )
+            ename, evalue = errors[0].get("ename", "an error"), ANSI.sub("", errors[0].get("evalue", "")).strip()
+            if ename == "KeyboardInterrupt":
+                return f"{name}: {where} was interrupted: this run received Ctrl-C or SIGTERM.", True
+            return f"{name}: {where} raised {ename}: {evalue}", False
+        if running is None and cell.get("execution_count") is None:
+            running = where
     message = ANSI.sub("", str(err)).strip().splitlines()
-    return f"{name}: {type(err).__name__}: {message[-1] if message else ''}"
+    detail = f"{type(err).__name__}: {message[-1] if message else ''}".rstrip(": ")
+    if isinstance(err, AssertionError):
+        # nbclient shuts the kernel down when this process gets SIGINT or SIGTERM, and then trips on its own asserts
+        return (
+            f"{name}: the kernel was shut down while {running or 'a cell'} was running: this run received "
+            f"Ctrl-C or SIGTERM (nbclient: {detail}).",
+            True,
+        )
+    return f"{name}: {running or 'a cell'} did not finish: {detail}", False
 
 
 def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
@@ -128,7 +139,7 @@ def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
         try:
             client.execute(stderr=kernel_log)
         except Exception as err:  # a failing cell (CellExecutionError), a timeout or a dead kernel
-            outcome.error = describe_failure(nb, name, err)
+            outcome.error, outcome.stopped = describe_failure(nb, name, err)
             kernel_log.seek(0)
             tail = [line for line in kernel_log.read().splitlines() if "without encryption" not in line][-5:]
             if tail:
@@ -173,7 +184,12 @@ def main(argv=None) -> int:
     mode = "quick mode (COURSE_QUICK=1)" if args.quick else "full size"
     print(f"Running {len(names)} notebook(s), {mode}, into {out}")
 
-    outcomes = [run_notebook(name, out, args.timeout, args.kernel) for name in names]
+    outcomes = []
+    for name in names:
+        outcomes.append(run_notebook(name, out, args.timeout, args.kernel))
+        if outcomes[-1].stopped:
+            print("Stopped from outside: the remaining notebooks are not run.", file=sys.stderr)
+            break
 
     width = max(len(o.name) for o in outcomes) + 6
     print(f"\n{'notebook':<{width}} {'seconds':>8}  {'status':<7} files written")
@@ -186,8 +202,10 @@ def main(argv=None) -> int:
             print(f"  {f.relative_to(out)}  ({f.stat().st_size / 1024:,.0f} KiB)")
     failed = [o for o in outcomes if o.error]
     for o in failed:
-        print(f"\nFAILED  {o.error}\nThe executed notebook, with the full traceback, is {out / (o.name + '.ipynb')}.")
-    return 1 if failed else 0
+        print(f"\n{o.status}  {o.error}\nThe executed notebook (with any traceback) is {out / (o.name + '.ipynb')}.")
+    if len(outcomes) < len(names):
+        print(f"\nNot run: {', '.join(names[len(outcomes) :])}.")
+    return 1 if failed or len(outcomes) < len(names) else 0
 
 
 if __name__ == "__main__":

@@ -1403,25 +1403,32 @@ def _describe_mix(c: torch.Tensor) -> str:
     return " + ".join(parts) if parts else "no context"
 
 
-def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: float = 0.6):
+def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: float = 0.6, columns: int = 1):
     """Sprites in labelled rows (one row per epoch, class, mix, step count...): a Figure, one axis per row.
 
     rows: a dict {label: images} or a list of (label, images) pairs, images (N, C, H, W) in
     [-1, 1] as for ``show_images``. ``nrow`` sprites per line (default: each row on one line);
-    ``size``: inches per sprite; ``title`` goes above all rows.
+    ``size``: inches per sprite; ``title`` goes above all rows; ``columns`` > 1 lays the rows
+    out side by side, filling each line of panels from left to right.
     """
     items = list(rows.items()) if isinstance(rows, dict) else list(rows)
     if not items:
         raise ValueError("sprite_rows needs at least one (label, images) row.")
+    columns = max(1, min(int(columns), len(items)))
     widest = max(len(x) for _, x in items)
     ncol = min(nrow or widest, widest)
     lines = max(math.ceil(len(x) / ncol) for _, x in items)
-    height = (size * lines + 0.45) * len(items) + (0.3 if title else 0.0)
-    text = max([len(str(label)) for label, _ in items] + [len(title or "")])
-    fig = _explorer_figure(max(3.0, size * ncol + 0.4, 0.08 * text), height)  # wide enough for the titles
-    for ax, (label, x) in zip(fig.subplots(len(items), 1, squeeze=False)[:, 0], items, strict=True):
+    panels = math.ceil(len(items) / columns)
+    height = (size * lines + 0.45) * panels + (0.3 if title else 0.0)
+    text = max(len(str(label)) for label, _ in items)
+    width = max(3.0 * columns, (size * ncol + 0.4) * columns, 0.08 * text * columns, 0.08 * len(title or ""))
+    fig = _explorer_figure(width, height)  # wide enough for the titles
+    axes = fig.subplots(panels, columns, squeeze=False).ravel()
+    for ax, (label, x) in zip(axes, items, strict=False):
         show_images(x, nrow=ncol, ax=ax, title=str(label))
         ax.title.set_fontsize(10)
+    for ax in axes[len(items) :]:
+        ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

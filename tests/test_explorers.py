@@ -176,3 +176,11 @@ def test_sprite_rows_wraps_rows_at_nrow_and_refuses_no_rows():
     assert image_of(fig.axes[0]).shape == (35, 52, 3)
     with pytest.raises(ValueError):
         du.sprite_rows({})
+
+
+def test_sprite_rows_lays_rows_side_by_side_in_columns():
+    rows = [(f"row {i}", torch.zeros(2, 3, 16, 16)) for i in range(3)]
+    fig = du.sprite_rows(rows, columns=2)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert titled == ["row 0", "row 1", "row 2"]
+    assert len(fig.axes) == 4  # a 2 x 2 layout, the last panel left empty

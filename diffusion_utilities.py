@@ -303,6 +303,10 @@ class DDPMSchedule:
             raise ValueError(f"perturb_input: t must be an integer tensor of shape ({x.shape[0]},), got {got}.")
         if int(t.min()) < 0 or int(t.max()) > self.T:
             raise ValueError(f"perturb_input: t must lie in 1..{self.T}, got {int(t.min())}..{int(t.max())}.")
+        return self._perturb(x, t, noise)
+
+    def _perturb(self, x, t, noise):
+        """``perturb_input`` without its checks (no host sync): for callers whose t is valid by construction."""
         ab = self.ab_t.to(x.device)[t].view(-1, 1, 1, 1)
         return ab.sqrt() * x + (1 - ab).sqrt() * noise
 
@@ -800,8 +804,7 @@ def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, gene
     gen_device = generator.device if generator is not None else device
     t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(device)
     noise = _randn(x0.shape, generator, device)
-    ab = schedule.ab_t.to(device)[t].view(-1, 1, 1, 1)
-    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    x_t = schedule._perturb(x0, t, noise)  # t is drawn in 1..T above, so no range check is needed
     pred = model(x_t, t.float() / schedule.T, c)
     return F.mse_loss(pred, noise)
 

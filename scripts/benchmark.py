@@ -85,23 +85,27 @@ def course_style_ddim(model, schedule, n_sample, n=25):
 
 
 def bench_sampling(model, schedule, n_sample, repeat):
+    """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
+
+    Each round runs every loop once, in the same order, so a slow spell of the machine (another
+    process, the clock changing) hits all of them alike instead of whichever happened to run then.
+    """
     model.eval()
-    rows = {}
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):
-        rows["ddpm500_course"] = timed(lambda: course_style_ddpm(model, schedule, n_sample), repeat)[0]
-        rows["ddim25_course"] = timed(lambda: course_style_ddim(model, schedule, n_sample), repeat)[0]
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    rows["ddpm500_ours"] = timed(
-        lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False), repeat
-    )[0]
-    rows["ddim25_ours"] = timed(
-        lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False), repeat
-    )[0]
-    rows["dpm15_ours"] = timed(
-        lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False), repeat
-    )[0]
-    return rows
+    loops = {
+        "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
+        "ddpm500_ours": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
+        "ddim25_course": lambda: course_style_ddim(model, schedule, n_sample),
+        "ddim25_ours": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
+        "dpm15_ours": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
+    }
+    times = {name: [] for name in loops}
+    sink = io.StringIO()
+    for _ in range(repeat):
+        for name, loop in loops.items():
+            with contextlib.redirect_stdout(sink):
+                times[name].append(timed(loop)[0])
+    return {name: min(ts) for name, ts in times.items()}, times
 
 
 # -- training input pipelines -------------------------------------------------------------------
@@ -154,29 +158,68 @@ def model_flops(model, n_sample):
     return counter.get_total_flops()
 
 
-def matmul_peak_gflops(size=1024, repeat=20):
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = timed(lambda: [a @ b for _ in range(repeat)], 3)[0]
-    return 2 * size**3 * repeat / best / 1e9
+def matmul_peak_gflops(sizes=(1024, 2048, 4096), seconds=1.0):
+    """The best dense fp32 matmul rate (GFLOP/s) over square sizes: this machine's practical peak.
+
+    Each size is repeated for about ``seconds`` after one warm-up product; returns the best
+    rate and the rate per size.
+    """
+    per_size = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        one = timed(lambda a=a, b=b: a @ b)[0]
+        reps = max(1, int(seconds / one))
+        best = timed(lambda a=a, b=b, reps=reps: [a @ b for _ in range(reps)], 3)[0]
+        per_size[n] = 2 * n**3 * reps / best / 1e9
+    return max(per_size.values()), per_size
 
 
-def bench_breakdown(model, schedule, n_sample, sampler_seconds):
+class _NullModel(torch.nn.Module):
+    """Stands in for the U-Net with the same interface and next to no cost: it times the loop alone."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.in_channels, self.h, self.n_cfeat = model.in_channels, model.h, model.n_cfeat
+        self.scale = torch.nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, x, t, c=None):
+        return x * self.scale
+
+
+def bench_breakdown(model, schedule, n_sample, sampler_seconds, repeat=3):
+    """Forward time alone, the loops' own cost, FLOP rate, and the matmul peak, all in this run.
+
+    The forward pass is timed over a rotating set of inputs and timesteps, as a sampler feeds
+    it. The loop overhead is given two ways: ``1 - steps * forward / wall`` (what the loop adds
+    around the network) and the time of the same sampler driving ``_NullModel`` (its own
+    arithmetic, noise draws and bookkeeping, measured directly).
+    """
     model.eval()
-    x, t = torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample)
+    xs = [torch.randn(n_sample, 3, model.h, model.h) for _ in range(8)]
+    ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
     with torch.inference_mode():
-        for _ in range(3):
+        for x, t in zip(xs[:3], ts[:3], strict=True):
             model(x, t)
-        per_forward = timed(lambda: [model(x, t) for _ in range(50)], 3)[0] / 50
+        per_forward = timed(lambda: [model(xs[k % 8], ts[k % 8]) for k in range(48)], repeat)[0] / 48
     flops = model_flops(model, n_sample)
-    peak = matmul_peak_gflops()
+    peak, per_size = matmul_peak_gflops()
     out = {"forward_ms": per_forward * 1e3, "model_gflop_per_forward": flops / 1e9}
     out["model_gflops_s"] = flops / per_forward / 1e9
     out["matmul_peak_gflops_s"] = peak
+    out["matmul_gflops_s_by_size"] = per_size
     out["fraction_of_peak"] = out["model_gflops_s"] / peak
-    for name, steps in (("ddpm500_ours", 500), ("ddim25_ours", 25), ("dpm15_ours", 15)):
+    null = _NullModel(model)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    loops = {
+        "ddpm500_ours": (500, lambda: du.sample_ddpm(null, schedule, n_sample, generator=g(), progress=False)),
+        "ddim25_ours": (25, lambda: du.sample_ddim(null, schedule, n_sample, n=25, generator=g(), progress=False)),
+        "dpm15_ours": (15, lambda: du.sample_dpm_solver(null, schedule, n_sample, n=15, generator=g(), progress=False)),
+    }
+    for name, (steps, loop) in loops.items():
         wall = sampler_seconds[name]
         out[f"{name}_overhead_pct"] = 100 * (wall - steps * per_forward) / wall
+        out[f"{name}_loop_only_s"] = loop_only = timed(loop, repeat)[0]
+        out[f"{name}_loop_only_pct"] = 100 * loop_only / wall
     return out
 
 
@@ -185,33 +228,48 @@ QUALITY_SETTINGS = [("ddpm", 500), ("ddpm-strided", 100), ("ddim", 10), ("ddim",
 QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20)]
 
 
-def bench_quality(weights, n_per_class, n_fd, progress):
-    """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``."""
+def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None):
+    """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``.
+
+    ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
+    the evaluation itself samples in batches of 250. With ``eval_dir`` each setting's full
+    evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
+    """
     model = du.load_model(weights)
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:
+        n = steps if sampler != "ddpm" else None
         res = du.evaluate(
-            model,
-            schedule,
-            sampler=sampler,
-            steps=steps if sampler != "ddpm" else None,
-            n_per_class=n_per_class,
-            n_fd=n_fd,
-            progress=progress,
+            model, schedule, sampler=sampler, steps=n, n_per_class=n_per_class, n_fd=n_fd, progress=progress
         )
-        per_sprite = res["seconds"]["sample_conditional"] / res["n_conditional"]
+        seconds_32 = timed(
+            lambda n=n, sampler=sampler: du.draw_sprites(
+                model, schedule, 32, sampler=sampler, steps=n, batch_size=32, progress=False
+            )
+        )[0]
         rows.append(
             {
                 "sampler": sampler,
                 "steps": steps,
-                "seconds_32": 32 * per_sprite,
+                "seconds_32": seconds_32,
                 "context_accuracy": res["context_accuracy"]["overall"],
                 "fd": res["fd"]["generated"] if res["fd"] else None,
                 "fd_floor": res["fd"]["real_floor"] if res["fd"] else None,
                 "evaluation": res,
             }
         )
+        if eval_dir is not None:
+            stem = Path(eval_dir) / f"{sampler}{steps}"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            stem.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+            stem.with_suffix(".md").write_text(du.evaluation_markdown(res, f"{weights}, {sampler}-{steps}") + "\n")
+        if progress:
+            print(
+                f"  {sampler}-{steps}: accuracy {rows[-1]['context_accuracy']:.3f}, FD {rows[-1]['fd']:.2f}, "
+                f"{seconds_32:.2f} s / 32 sprites",
+                flush=True,
+            )
     return rows
 
 
@@ -240,39 +298,15 @@ def plot_quality(rows, path):
     fig.savefig(path, dpi=120)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"))
-    p.add_argument("--n", type=int, default=32, help="sprites per sampling run (default 32, like the course)")
-    p.add_argument("--repeat", type=int, default=1, help="best of N sampling runs (default 1)")
-    p.add_argument("--train-steps", type=int, default=20, help="timed training steps per pipeline (default 20)")
-    p.add_argument("--quality", action="store_true", help="also run the quality-vs-steps sweep (slow)")
-    p.add_argument("--n-per-class", type=int, default=100, help="quality sweep: sprites per class (default 100)")
-    p.add_argument("--n-fd", type=int, default=1000, help="quality sweep: sprites for the FD (default 1000)")
-    p.add_argument("--data", default=None, help="sprite folder (default data/)")
-    p.add_argument("--out", default="docs/benchmark.json", help="JSON output (default docs/benchmark.json)")
-    p.add_argument(
-        "--plot", default="docs/quality_vs_steps.png", help="quality plot (default docs/quality_vs_steps.png)"
-    )
-    args = p.parse_args(argv)
-    try:
-        model = du.load_model(args.weights)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"benchmark.py: error: {err}", file=sys.stderr)
-        return 2
-    schedule = du.DDPMSchedule()
-    report = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor()}".strip(", "),
-        "torch": torch.__version__,
-        "n_sample": args.n,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
+def speed_report(model, schedule, args, report) -> list[str]:
+    """Sections 1-3 of the module docstring: fills ``report`` and returns the table's lines."""
     print(f"Sampling {args.n} sprites ...", flush=True)
-    report["sampling_s"] = s = bench_sampling(model, schedule, args.n, args.repeat)
+    s, all_times = bench_sampling(model, schedule, args.n, args.repeat)
+    report["sampling_s"], report["sampling_s_all_runs"] = s, all_times
     print("Training pipelines ...", flush=True)
     report["training"] = tr = bench_training(args.train_steps, 100, args.data)
     print("Breakdown ...", flush=True)
-    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s)
+    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, args.repeat)
     lines = [
         "| measurement | course style | ours | ratio |",
         "| --- | ---: | ---: | ---: |",
@@ -289,23 +323,73 @@ def main(argv=None) -> int:
         f"{br['model_gflops_s']:.1f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured matmul peak "
         f"({br['matmul_peak_gflops_s']:.1f} GFLOP/s).",
         f"Sampler loop overhead: DDPM-500 {br['ddpm500_ours_overhead_pct']:.1f}%, "
-        f"DDIM-25 {br['ddim25_ours_overhead_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_overhead_pct']:.1f}%.",
+        f"DDIM-25 {br['ddim25_ours_overhead_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_overhead_pct']:.1f}% "
+        "(wall time against the forward passes timed alone).",
+        f"The loops alone (a no-cost stand-in model): DDPM-500 {br['ddpm500_ours_loop_only_s']:.3f} s "
+        f"= {br['ddpm500_ours_loop_only_pct']:.1f}%, DDIM-25 {br['ddim25_ours_loop_only_s'] * 1e3:.1f} ms "
+        f"= {br['ddim25_ours_loop_only_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_loop_only_s'] * 1e3:.1f} ms "
+        f"= {br['dpm15_ours_loop_only_pct']:.1f}% of the sampler's wall time.",
+        "Matmul GFLOP/s by size: "
+        + ", ".join(f"{n}: {v:.0f}" for n, v in br["matmul_gflops_s_by_size"].items())
+        + "; runs (s): "
+        + "; ".join(f"{k} " + "/".join(f"{v:.2f}" for v in vs) for k, vs in all_times.items())
+        + ".",
     ]
+    return lines
+
+
+def quality_report(args, report) -> list[str]:
+    """Section 4: the sweep, its plot, and the table's lines."""
+    print("Quality sweep ...", flush=True)
+    rows = bench_quality(args.weights, args.n_per_class, args.n_fd, progress=True, eval_dir=args.eval_dir)
+    report["quality"] = rows
+    plot_quality(rows, Path(args.plot))
+    lines = [
+        "| sampler | steps | s / 32 sprites | context accuracy | sprite FD |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['sampler']} | {r['steps']} | {r['seconds_32']:.2f} | {r['context_accuracy']:.3f} | {r['fd']:.2f} |"
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"))
+    p.add_argument("--n", type=int, default=32, help="sprites per sampling run (default 32, like the course)")
+    p.add_argument("--repeat", type=int, default=3, help="best of N interleaved sampling runs (default 3)")
+    p.add_argument("--train-steps", type=int, default=20, help="timed training steps per pipeline (default 20)")
+    p.add_argument("--quality", action="store_true", help="also run the quality-vs-steps sweep (slow)")
+    p.add_argument("--n-per-class", type=int, default=100, help="quality sweep: sprites per class (default 100)")
+    p.add_argument("--n-fd", type=int, default=1000, help="quality sweep: sprites for the FD (default 1000)")
+    p.add_argument("--data", default=None, help="sprite folder (default data/)")
+    p.add_argument("--out", default="docs/benchmark.json", help="JSON output (default docs/benchmark.json)")
+    p.add_argument(
+        "--plot", default="docs/quality_vs_steps.png", help="quality plot (default docs/quality_vs_steps.png)"
+    )
+    p.add_argument("--eval-dir", default=None, help="quality sweep: also write each evaluation here (JSON + md)")
+    p.add_argument("--skip-speed", action="store_true", help="only the quality sweep (with --quality)")
+    args = p.parse_args(argv)
+    if args.skip_speed and not args.quality:
+        p.error("--skip-speed leaves nothing to measure without --quality")
+    try:
+        model = du.load_model(args.weights)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
+    schedule = du.DDPMSchedule()
+    report = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor()}".strip(", "),
+        "torch": torch.__version__,
+        "n_sample": args.n,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    lines = [] if args.skip_speed else speed_report(model, schedule, args, report)
     if args.quality:
-        print("Quality sweep ...", flush=True)
-        rows = bench_quality(args.weights, args.n_per_class, args.n_fd, progress=True)
-        report["quality"] = rows
-        plot_quality(rows, Path(args.plot))
-        lines += [
-            "",
-            "| sampler | steps | s / 32 sprites | context accuracy | sprite FD |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r['sampler']} | {r['steps']} | {r['seconds_32']:.2f} | "
-                f"{r['context_accuracy']:.3f} | {r['fd']:.2f} |"
-            )
+        lines += [""] if lines else []
+        lines += quality_report(args, report)
     report["table"] = "\n".join(lines)
     print("\n" + report["table"])
     out = Path(args.out)

@@ -63,13 +63,39 @@ def test_sample_writes_a_grid_and_uint8_array(tmp_path):
     ],
 )
 def test_context_argument_forms(text, expected):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sample_script", ROOT / "scripts" / "sample.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_script("sample")
     assert mod.parse_context(text).tolist() == expected
     with pytest.raises(ValueError, match="5 comma-separated"):
         mod.parse_context("1,0")
     with pytest.raises(ValueError, match=r"index must be 0\.\.4"):
         mod.parse_context("7")
+
+
+def _load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
+    bench = _load_script("benchmark")
+    model = du.ContextUnet(3, 8, 5, 8)
+    schedule = du.DDPMSchedule(timesteps=500)
+    best, runs = bench.bench_sampling(model, schedule, n_sample=2, repeat=2)
+    assert set(best) == {"ddpm500_course", "ddpm500_ours", "ddim25_course", "ddim25_ours", "dpm15_ours"}
+    assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items())
+    small_peak = bench.matmul_peak_gflops
+    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: small_peak(sizes=(32, 64), seconds=0.01))
+    br = bench.bench_breakdown(model, schedule, 2, best, repeat=1)
+    assert set(br["matmul_gflops_s_by_size"]) == {32, 64} and br["matmul_peak_gflops_s"] > 0
+    assert br["forward_ms"] > 0 and br["model_gflop_per_forward"] > 0
+    for name in ("ddpm500_ours", "ddim25_ours", "dpm15_ours"):
+        assert 0 < br[f"{name}_loop_only_s"] and br[f"{name}_overhead_pct"] < 100
+
+
+def test_benchmark_skip_speed_needs_quality():
+    result = run("benchmark.py", "--skip-speed")
+    assert result.returncode != 0 and "--skip-speed" in result.stderr and "Traceback" not in result.stderr

@@ -228,11 +228,11 @@ QUALITY_SETTINGS = [("ddpm", 500), ("ddpm-strided", 100), ("ddim", 10), ("ddim",
 QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20)]
 
 
-def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None):
+def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):
     """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``.
 
     ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
-    the evaluation itself samples in batches of 250. With ``eval_dir`` each setting's full
+    the evaluation itself samples in batches of ``batch_size``. With ``eval_dir`` each setting's full
     evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
     """
     model = du.load_model(weights)
@@ -241,7 +241,14 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None):
     for sampler, steps in QUALITY_SETTINGS:
         n = steps if sampler != "ddpm" else None
         res = du.evaluate(
-            model, schedule, sampler=sampler, steps=n, n_per_class=n_per_class, n_fd=n_fd, progress=progress
+            model,
+            schedule,
+            sampler=sampler,
+            steps=n,
+            n_per_class=n_per_class,
+            n_fd=n_fd,
+            progress=progress,
+            batch_size=batch_size,
         )
         seconds_32 = timed(
             lambda n=n, sampler=sampler: du.draw_sprites(
@@ -341,7 +348,9 @@ def speed_report(model, schedule, args, report) -> list[str]:
 def quality_report(args, report) -> list[str]:
     """Section 4: the sweep, its plot, and the table's lines."""
     print("Quality sweep ...", flush=True)
-    rows = bench_quality(args.weights, args.n_per_class, args.n_fd, progress=True, eval_dir=args.eval_dir)
+    rows = bench_quality(
+        args.weights, args.n_per_class, args.n_fd, progress=True, eval_dir=args.eval_dir, batch_size=args.batch_size
+    )
     report["quality"] = rows
     plot_quality(rows, Path(args.plot))
     lines = [
@@ -369,6 +378,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--plot", default="docs/quality_vs_steps.png", help="quality plot (default docs/quality_vs_steps.png)"
     )
+    p.add_argument("--batch-size", type=int, default=250, help="quality sweep: sprites per sampling batch (250)")
     p.add_argument("--eval-dir", default=None, help="quality sweep: also write each evaluation here (JSON + md)")
     p.add_argument("--skip-speed", action="store_true", help="only the quality sweep (with --quality)")
     args = p.parse_args(argv)

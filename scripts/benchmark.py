@@ -250,6 +250,7 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
             progress=progress,
             batch_size=batch_size,
         )
+        res = {"weights": str(weights), **res}
         seconds_32 = timed(
             lambda n=n, sampler=sampler: du.draw_sprites(
                 model, schedule, 32, sampler=sampler, steps=n, batch_size=32, progress=False

@@ -566,6 +566,7 @@ def sample_dpm_solver(
     save_rate: int | None = 1,
     *,
     order: int = 2,
+    sde: bool = False,
     guide_w: float = 0.0,
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
@@ -585,6 +586,15 @@ def sample_dpm_solver(
     ``r = h_prev / h``. The first step and the final step (to t = 0, where sigma = 0) are
     first order. ``order=1`` gives DDIM exactly. Timesteps as ``sample_ddim``; returns
     ``(samples, intermediate)`` the same way.
+
+    ``sde=True`` solves the reverse SDE instead of the ODE (SDE-DPM-Solver++(2M), from the same
+    paper): with the same D,
+
+        x_t = (sigma_t / sigma_s) exp(-h) x_s + alpha_t (1 - exp(-2h)) D + sigma_t sqrt(1 - exp(-2h)) z
+
+    with fresh noise z from ``generator`` at every step but the last. Its first-order step is
+    DDPM's step from s to t with the posterior variance (``sample_ddpm_strided``); like DDPM it
+    adds noise that corrects earlier errors, so it often follows the context better than the ODE.
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}.")
@@ -601,7 +611,8 @@ def sample_dpm_solver(
     x0_prev, h_prev = None, None
     with _EvalMode(model):
         x = _start_noise(model, n_sample, x_T, generator, device)
-        for k in tqdm(range(len(steps) - 1), desc="DPM-Solver++", disable=not progress, leave=False):
+        desc = "SDE-DPM-Solver++" if sde else "DPM-Solver++"
+        for k in tqdm(range(len(steps) - 1), desc=desc, disable=not progress, leave=False):
             s, t = steps[k], steps[k + 1]
             eps = eps_fn(x, s)
             x0 = (x - float(sigma[s]) * eps) / float(alpha[s])
@@ -614,7 +625,16 @@ def sample_dpm_solver(
                     d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
                 else:
                     d = x0
-                x = float(sigma[t] / sigma[s]) * x - float(alpha[t]) * math.expm1(-h) * d
+                if sde:
+                    z = _randn(x.shape, generator, device)
+                    decay = math.exp(-h) * float(sigma[t] / sigma[s])
+                    x = (
+                        decay * x
+                        - float(alpha[t]) * math.expm1(-2 * h) * d
+                        + float(sigma[t]) * (-math.expm1(-2 * h)) ** 0.5 * z
+                    )
+                else:
+                    x = float(sigma[t] / sigma[s]) * x - float(alpha[t]) * math.expm1(-h) * d
                 h_prev = h
             x0_prev = x0
             if callback is not None:
@@ -656,7 +676,18 @@ def sample_ddpm_strided(model: nn.Module, schedule: DDPMSchedule, n_sample: int,
     return sample_ddim(model, schedule, n_sample, n, context, eta=1.0, **kwargs)
 
 
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm": sample_dpm_solver, "ddpm-strided": sample_ddpm_strided}
+def sample_dpm_solver_sde(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 20, context=None, **kwargs):
+    """SDE-DPM-Solver++(2M): ``sample_dpm_solver`` with ``sde=True`` (fresh noise every step)."""
+    return sample_dpm_solver(model, schedule, n_sample, n, context, sde=True, **kwargs)
+
+
+SAMPLERS = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "dpm": sample_dpm_solver,
+    "ddpm-strided": sample_ddpm_strided,
+    "dpm-sde": sample_dpm_solver_sde,
+}
 
 
 # =============================================================================

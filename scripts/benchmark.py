@@ -12,7 +12,7 @@ One run prints a table and writes JSON (and, with --quality, docs/quality_vs_ste
 3. Where the time goes: the model's forward time alone x the number of steps against the
    sampler's wall time (loop overhead), and the model's achieved GFLOP/s against this machine's
    dense matmul GFLOP/s measured in the same run (fraction of peak).
-4. --quality: DDPM at 500 and 100 steps, DDIM at 10, 25, 50, 100, DPM-Solver++ at 10, 15, 20:
+4. --quality: DDPM at 500 and 100 steps, DDIM at 10, 25, 50, 100, DPM-Solver++ (ODE and SDE) at 10, 15, 20:
    wall time and the figures of scripts/evaluate.py (context accuracy, sprite FD).
 
 The course-style loops below reproduce the original's habits for comparison only; they use
@@ -225,7 +225,7 @@ def bench_breakdown(model, schedule, n_sample, sampler_seconds, repeat=3):
 
 # -- quality against cost -----------------------------------------------------------------------
 QUALITY_SETTINGS = [("ddpm", 500), ("ddpm-strided", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
-QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20)]
+QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20), ("dpm-sde", 10), ("dpm-sde", 15), ("dpm-sde", 20)]
 
 
 def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):

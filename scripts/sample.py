@@ -27,7 +27,7 @@ import torch
 
 import diffusion_utilities as du
 
-DEFAULT_STEPS = {"ddpm": 500, "ddim": 25, "dpm": 15, "ddpm-strided": 100}
+DEFAULT_STEPS = {"ddpm": 500, "ddim": 25, "dpm": 15, "ddpm-strided": 100, "dpm-sde": 20}
 
 
 def parse_context(text: str | None, n_cfeat: int = 5) -> torch.Tensor | None:
@@ -60,7 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"), help="a .pth state dict")
     p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddim", help="default ddim")
     p.add_argument(
-        "--steps", type=int, default=None, help="sampling steps (default: ddpm 500, ddim 25, dpm 15, ddpm-strided 100)"
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps (default: ddpm 500, ddim 25, dpm 15, ddpm-strided 100, dpm-sde 20)",
     )
     p.add_argument("--n", type=int, default=32, help="number of sprites (default 32)")
     p.add_argument("--context", default=None, help="class name, index 0-4, or 5 comma-separated weights")

@@ -25,7 +25,9 @@ def test_ddim_is_deterministic_for_a_fixed_start(schedule, small_model):
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("sampler, kw", [("ddpm", {}), ("ddim", {"n": 500}), ("dpm", {"n": 25})])
+@pytest.mark.parametrize(
+    "sampler, kw", [("ddpm", {}), ("ddim", {"n": 500}), ("dpm", {"n": 25}), ("dpm-sde", {"n": 25})]
+)
 def test_samplers_with_the_ideal_model_land_on_the_data_distribution(schedule, sampler, kw):
     """x_0 ~ N(0.3, 0.5^2) per pixel: the samples must have that mean and spread."""
     oracle = GaussianOracle(schedule, mu=0.3, s=0.5, height=16)
@@ -58,6 +60,18 @@ def test_dpm_solver_first_order_coincides_with_ddim(schedule, small_model):
     a, _ = du.sample_ddim(small_model, schedule, 2, n=12, context=c, x_T=x_T, progress=False)
     b, _ = du.sample_dpm_solver(small_model, schedule, 2, n=12, context=c, x_T=x_T, order=1, progress=False)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_sde_dpm_solver_first_order_is_ddpm_on_the_same_steps(schedule, small_model):
+    """With the same noise, first-order SDE-DPM-Solver++ takes exactly DDPM's posterior steps."""
+    x_T = torch.randn(2, 3, 16, 16, generator=gen(6))
+    c = torch.eye(5)[1:3]
+    a, _ = du.sample_ddpm_strided(small_model, schedule, 2, n=12, context=c, x_T=x_T, generator=gen(1), progress=False)
+    kw = dict(context=c, x_T=x_T, generator=gen(1), order=1, sde=True, progress=False)
+    b, _ = du.sample_dpm_solver(small_model, schedule, 2, n=12, **kw)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    c2, _ = du.sample_dpm_solver(small_model, schedule, 2, n=12, **{**kw, "generator": gen(2)})
+    assert not torch.allclose(b, c2)  # the noise matters: it is not the ODE
 
 
 def test_ddpm_draws_are_reproducible_with_a_generator(schedule, small_model):

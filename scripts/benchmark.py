@@ -281,29 +281,51 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
     return rows
 
 
+SAMPLER_LABELS = {
+    "ddpm": "DDPM",
+    "ddpm-strided": "DDPM on fewer steps",
+    "ddim": "DDIM",
+    "dpm": "DPM-Solver++(2M)",
+    "dpm-sde": "SDE-DPM-Solver++(2M)",
+}
+
+
 def plot_quality(rows, path):
+    """Two panels against seconds per 32 sprites (log scale): context accuracy and sprite FD.
+
+    Each point is labelled with its number of steps; the FD panel marks the real-vs-real floor.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for sampler in dict.fromkeys(r["sampler"] for r in rows):
         sel = [r for r in rows if r["sampler"] == sampler]
         secs = [r["seconds_32"] for r in sel]
-        axes[0].plot(secs, [r["context_accuracy"] for r in sel], "o-", label=sampler)
-        axes[1].plot(secs, [r["fd"] for r in sel], "o-", label=sampler)
-        for r, s in zip(sel, secs, strict=True):
-            axes[0].annotate(str(r["steps"]), (s, r["context_accuracy"]), fontsize=8)
-            axes[1].annotate(str(r["steps"]), (s, r["fd"]), fontsize=8)
-    for ax, ylabel in zip(axes, ["context accuracy (no guidance)", "sprite FD (lower is better)"], strict=True):
+        style = "s" if len(sel) == 1 else "o-"
+        for ax, key in zip(axes, ["context_accuracy", "fd"], strict=True):
+            ax.plot(secs, [r[key] for r in sel], style, label=SAMPLER_LABELS.get(sampler, sampler))
+            for r, x in zip(sel, secs, strict=True):
+                ax.annotate(str(r["steps"]), (x, r[key]), textcoords="offset points", xytext=(3, 3), fontsize=8)
+    floors = [r["fd_floor"] for r in rows if r.get("fd_floor") is not None]
+    if floors:
+        axes[1].axhline(floors[0], color="grey", ls=":", label=f"real vs real ({floors[0]:.2f})")
+        axes[1].set_ylim(bottom=0)
+    labels = ["context accuracy, no guidance (higher is better)", "sprite FD (lower is better)"]
+    for ax, ylabel in zip(axes, labels, strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("seconds for 32 sprites")
+        ax.set_xlabel("seconds for 32 sprites (numbers: steps)")
         ax.set_ylabel(ylabel)
-        ax.legend()
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Quality against sampling cost", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def speed_report(model, schedule, args, report) -> list[str]:

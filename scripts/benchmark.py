@@ -11,7 +11,7 @@ One run prints a table and writes JSON (and, with --quality, docs/quality_vs_ste
    once, batches taken by indexing), images/s for the full training step.
 3. Where the time goes: the model's forward time alone x the number of steps against the
    sampler's wall time (loop overhead), and the model's achieved GFLOP/s against this machine's
-   dense matmul GFLOP/s measured in the same run (fraction of peak).
+   dense matmul / convolution GFLOP/s measured in the same run (fraction of peak).
 4. --quality: DDPM at 500 and 100 steps, DDIM at 10, 25, 50, 100, DPM-Solver++ (ODE and SDE) at 10, 15, 20:
    wall time and the figures of scripts/evaluate.py (context accuracy, sprite FD).
 
@@ -84,21 +84,41 @@ def course_style_ddim(model, schedule, n_sample, n=25):
     return samples, np.stack(intermediate)
 
 
+FORWARDS_PER_ROUND = 100
+
+
+def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
+    """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them."""
+    xs = [torch.randn(n_sample, 3, model.h, model.h) for _ in range(8)]
+    ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
+
+    def run():
+        with torch.inference_mode():
+            for k in range(count):
+                model(xs[k % 8], ts[k % 8])
+
+    return run
+
+
 def bench_sampling(model, schedule, n_sample, repeat):
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
-    Each round runs every loop once, in the same order, so a slow spell of the machine (another
-    process, the clock changing) hits all of them alike instead of whichever happened to run then.
+    Each round runs every loop once, in the same order, plus ``FORWARDS_PER_ROUND`` forward passes
+    alone, so a slow spell of the machine (another process, the clock changing) hits all of them
+    alike instead of whichever happened to run then. Returns (best per loop, every run per loop).
     """
     model.eval()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     loops = {
         "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
         "ddpm500_ours": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
+        "forwards": _forward_block(model, n_sample),
         "ddim25_course": lambda: course_style_ddim(model, schedule, n_sample),
         "ddim25_ours": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
         "dpm15_ours": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
     }
+    with torch.inference_mode():
+        model(torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample))  # warm-up
     times = {name: [] for name in loops}
     sink = io.StringIO()
     for _ in range(repeat):
@@ -158,20 +178,34 @@ def model_flops(model, n_sample):
     return counter.get_total_flops()
 
 
-def matmul_peak_gflops(sizes=(1024, 2048, 4096), seconds=1.0):
-    """The best dense fp32 matmul rate (GFLOP/s) over square sizes: this machine's practical peak.
+DENSE_CONVS = ((16, 1024, 32, 1), (64, 256, 16, 3))  # (batch, channels, size, kernel)
 
-    Each size is repeated for about ``seconds`` after one warm-up product; returns the best
-    rate and the rate per size.
+
+def dense_peak_gflops(sizes=(1024, 2048, 4096), convs=DENSE_CONVS, seconds=1.0):
+    """This machine's practical fp32 peak: the best rate (GFLOP/s) of large dense kernels.
+
+    Square matmuls of each size (torch's BLAS) and large convolutions (torch's oneDNN path,
+    the one the model's convolutions take; on some CPUs only one of the two libraries uses the
+    widest vector units). Each kernel is repeated for about ``seconds`` after one warm-up call.
+    Returns the best rate and the rate per kernel.
     """
-    per_size = {}
+    kernels = {}
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
-        one = timed(lambda a=a, b=b: a @ b)[0]
-        reps = max(1, int(seconds / one))
-        best = timed(lambda a=a, b=b, reps=reps: [a @ b for _ in range(reps)], 3)[0]
-        per_size[n] = 2 * n**3 * reps / best / 1e9
-    return max(per_size.values()), per_size
+        kernels[f"matmul {n}"] = (2 * n**3, lambda a=a, b=b: a @ b)
+    conv = torch.nn.functional.conv2d
+    for batch, ch, size, k in convs:
+        x, w = torch.randn(batch, ch, size, size), torch.randn(ch, ch, k, k)
+        flop = 2 * batch * ch * ch * k * k * size * size
+        kernels[f"conv{k}x{k} {ch}ch {size}x{size} b{batch}"] = (flop, lambda x=x, w=w, k=k: conv(x, w, padding=k // 2))
+    rates = {}
+    with torch.inference_mode():
+        for name, (flop, fn) in kernels.items():
+            one = timed(fn)[0]
+            reps = max(1, int(seconds / one))
+            best = timed(lambda fn=fn, reps=reps: [fn() for _ in range(reps)], 3)[0]
+            rates[name] = flop * reps / best / 1e9
+    return max(rates.values()), rates
 
 
 class _NullModel(torch.nn.Module):
@@ -186,27 +220,22 @@ class _NullModel(torch.nn.Module):
         return x * self.scale
 
 
-def bench_breakdown(model, schedule, n_sample, sampler_seconds, repeat=3):
+def bench_breakdown(model, schedule, n_sample, best, runs, repeat=3):
     """Forward time alone, the loops' own cost, FLOP rate, and the matmul peak, all in this run.
 
-    The forward pass is timed over a rotating set of inputs and timesteps, as a sampler feeds
-    it. The loop overhead is given two ways: ``1 - steps * forward / wall`` (what the loop adds
-    around the network) and the time of the same sampler driving ``_NullModel`` (its own
-    arithmetic, noise draws and bookkeeping, measured directly).
+    The forward time is the best of the rounds of ``bench_sampling`` (interleaved with the
+    samplers). The loop overhead is given two ways: ``1 - steps * forward / wall``, per round,
+    median over rounds (what the sampler's wall time adds to its network calls), and the time
+    of the same sampler driving ``_NullModel`` (its own arithmetic, noise draws and bookkeeping,
+    measured directly).
     """
-    model.eval()
-    xs = [torch.randn(n_sample, 3, model.h, model.h) for _ in range(8)]
-    ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
-    with torch.inference_mode():
-        for x, t in zip(xs[:3], ts[:3], strict=True):
-            model(x, t)
-        per_forward = timed(lambda: [model(xs[k % 8], ts[k % 8]) for k in range(48)], repeat)[0] / 48
+    per_forward = best["forwards"] / FORWARDS_PER_ROUND
     flops = model_flops(model, n_sample)
-    peak, per_size = matmul_peak_gflops()
+    peak, per_kernel = dense_peak_gflops()
     out = {"forward_ms": per_forward * 1e3, "model_gflop_per_forward": flops / 1e9}
     out["model_gflops_s"] = flops / per_forward / 1e9
-    out["matmul_peak_gflops_s"] = peak
-    out["matmul_gflops_s_by_size"] = per_size
+    out["dense_peak_gflops_s"] = peak
+    out["dense_gflops_s_by_kernel"] = per_kernel
     out["fraction_of_peak"] = out["model_gflops_s"] / peak
     null = _NullModel(model)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
@@ -216,10 +245,13 @@ def bench_breakdown(model, schedule, n_sample, sampler_seconds, repeat=3):
         "dpm15_ours": (15, lambda: du.sample_dpm_solver(null, schedule, n_sample, n=15, generator=g(), progress=False)),
     }
     for name, (steps, loop) in loops.items():
-        wall = sampler_seconds[name]
-        out[f"{name}_overhead_pct"] = 100 * (wall - steps * per_forward) / wall
+        per_round = [
+            100 * (1 - steps * (fw / FORWARDS_PER_ROUND) / wall)
+            for wall, fw in zip(runs[name], runs["forwards"], strict=True)
+        ]
+        out[f"{name}_overhead_pct"] = float(np.median(per_round))
         out[f"{name}_loop_only_s"] = loop_only = timed(loop, repeat)[0]
-        out[f"{name}_loop_only_pct"] = 100 * loop_only / wall
+        out[f"{name}_loop_only_pct"] = 100 * loop_only / best[name]
     return out
 
 
@@ -328,6 +360,10 @@ def plot_quality(rows, path):
     plt.close(fig)
 
 
+SPEED_KEYS = ("sampling_s", "sampling_s_all_runs", "training", "breakdown", "speed_table")
+QUALITY_KEYS = ("quality", "quality_table", "quality_date")
+
+
 def speed_report(model, schedule, args, report) -> list[str]:
     """Sections 1-3 of the module docstring: fills ``report`` and returns the table's lines."""
     print(f"Sampling {args.n} sprites ...", flush=True)
@@ -336,7 +372,7 @@ def speed_report(model, schedule, args, report) -> list[str]:
     print("Training pipelines ...", flush=True)
     report["training"] = tr = bench_training(args.train_steps, 100, args.data)
     print("Breakdown ...", flush=True)
-    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, args.repeat)
+    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, args.repeat)
     lines = [
         "| measurement | course style | ours | ratio |",
         "| --- | ---: | ---: | ---: |",
@@ -350,17 +386,17 @@ def speed_report(model, schedule, args, report) -> list[str]:
         "",
         f"DDIM-25 vs DDPM-500 (ours): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
         f"Model forward, batch {args.n}: {br['forward_ms']:.2f} ms, {br['model_gflop_per_forward']:.3f} GFLOP, "
-        f"{br['model_gflops_s']:.1f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured matmul peak "
-        f"({br['matmul_peak_gflops_s']:.1f} GFLOP/s).",
+        f"{br['model_gflops_s']:.1f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured dense peak "
+        f"({br['dense_peak_gflops_s']:.1f} GFLOP/s).",
         f"Sampler loop overhead: DDPM-500 {br['ddpm500_ours_overhead_pct']:.1f}%, "
         f"DDIM-25 {br['ddim25_ours_overhead_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_overhead_pct']:.1f}% "
-        "(wall time against the forward passes timed alone).",
+        "(wall time against the forward passes timed alone in the same rounds; median of the rounds).",
         f"The loops alone (a no-cost stand-in model): DDPM-500 {br['ddpm500_ours_loop_only_s']:.3f} s "
         f"= {br['ddpm500_ours_loop_only_pct']:.1f}%, DDIM-25 {br['ddim25_ours_loop_only_s'] * 1e3:.1f} ms "
         f"= {br['ddim25_ours_loop_only_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_loop_only_s'] * 1e3:.1f} ms "
         f"= {br['dpm15_ours_loop_only_pct']:.1f}% of the sampler's wall time.",
-        "Matmul GFLOP/s by size: "
-        + ", ".join(f"{n}: {v:.0f}" for n, v in br["matmul_gflops_s_by_size"].items())
+        "Dense kernels, GFLOP/s: "
+        + ", ".join(f"{n}: {v:.0f}" for n, v in br["dense_gflops_s_by_kernel"].items())
         + "; runs (s): "
         + "; ".join(f"{k} " + "/".join(f"{v:.2f}" for v in vs) for k, vs in all_times.items())
         + ".",
@@ -419,13 +455,20 @@ def main(argv=None) -> int:
         "n_sample": args.n,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    lines = [] if args.skip_speed else speed_report(model, schedule, args, report)
-    if args.quality:
-        lines += [""] if lines else []
-        lines += quality_report(args, report)
-    report["table"] = "\n".join(lines)
-    print("\n" + report["table"])
     out = Path(args.out)
+    # A run of one part keeps the other part's results from an earlier run in the same file.
+    kept = json.loads(out.read_text()) if out.exists() else {}
+    if args.skip_speed:
+        report.update({k: v for k, v in kept.items() if k in SPEED_KEYS})
+    else:
+        report["speed_table"] = "\n".join(speed_report(model, schedule, args, report))
+    if args.quality:
+        report["quality_table"] = "\n".join(quality_report(args, report))
+        report["quality_date"] = time.strftime("%Y-%m-%d %H:%M")
+    else:
+        report.update({k: v for k, v in kept.items() if k in QUALITY_KEYS})
+    report["table"] = "\n\n".join(report[k] for k in ("speed_table", "quality_table") if k in report)
+    print("\n" + report["table"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -85,12 +85,13 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     model = du.ContextUnet(3, 8, 5, 8)
     schedule = du.DDPMSchedule(timesteps=500)
     best, runs = bench.bench_sampling(model, schedule, n_sample=2, repeat=2)
-    assert set(best) == {"ddpm500_course", "ddpm500_ours", "ddim25_course", "ddim25_ours", "dpm15_ours"}
+    assert set(best) == {"ddpm500_course", "ddpm500_ours", "forwards", "ddim25_course", "ddim25_ours", "dpm15_ours"}
     assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items())
-    small_peak = bench.matmul_peak_gflops
-    monkeypatch.setattr(bench, "matmul_peak_gflops", lambda: small_peak(sizes=(32, 64), seconds=0.01))
-    br = bench.bench_breakdown(model, schedule, 2, best, repeat=1)
-    assert set(br["matmul_gflops_s_by_size"]) == {32, 64} and br["matmul_peak_gflops_s"] > 0
+    small_peak = bench.dense_peak_gflops
+    monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32, 64), ((2, 8, 8, 3),), seconds=0.01))
+    br = bench.bench_breakdown(model, schedule, 2, best, runs, repeat=1)
+    assert set(br["dense_gflops_s_by_kernel"]) == {"matmul 32", "matmul 64", "conv3x3 8ch 8x8 b2"}
+    assert br["dense_peak_gflops_s"] == max(br["dense_gflops_s_by_kernel"].values()) > 0
     assert br["forward_ms"] > 0 and br["model_gflop_per_forward"] > 0
     for name in ("ddpm500_ours", "ddim25_ours", "dpm15_ours"):
         assert 0 < br[f"{name}_loop_only_s"] and br[f"{name}_overhead_pct"] < 100

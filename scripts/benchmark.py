@@ -100,6 +100,19 @@ def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     return run
 
 
+OUR_STEPS = {"ddpm500_ours": 500, "ddim25_ours": 25, "dpm15_ours": 15}
+
+
+def _our_loops(model, schedule, n_sample):
+    """This module's three samplers as zero-argument calls, each with a freshly seeded generator."""
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    return {
+        "ddpm500_ours": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
+        "ddim25_ours": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
+        "dpm15_ours": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
+    }
+
+
 def bench_sampling(model, schedule, n_sample, repeat):
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
@@ -108,14 +121,14 @@ def bench_sampling(model, schedule, n_sample, repeat):
     alike instead of whichever happened to run then. Returns (best per loop, every run per loop).
     """
     model.eval()
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    ours = _our_loops(model, schedule, n_sample)
     loops = {
         "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
-        "ddpm500_ours": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
+        "ddpm500_ours": ours["ddpm500_ours"],
         "forwards": _forward_block(model, n_sample),
         "ddim25_course": lambda: course_style_ddim(model, schedule, n_sample),
-        "ddim25_ours": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
-        "dpm15_ours": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
+        "ddim25_ours": ours["ddim25_ours"],
+        "dpm15_ours": ours["dpm15_ours"],
     }
     with torch.inference_mode():
         model(torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample))  # warm-up
@@ -237,20 +250,14 @@ def bench_breakdown(model, schedule, n_sample, best, runs, repeat=3):
     out["dense_peak_gflops_s"] = peak
     out["dense_gflops_s_by_kernel"] = per_kernel
     out["fraction_of_peak"] = out["model_gflops_s"] / peak
-    null = _NullModel(model)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    loops = {
-        "ddpm500_ours": (500, lambda: du.sample_ddpm(null, schedule, n_sample, generator=g(), progress=False)),
-        "ddim25_ours": (25, lambda: du.sample_ddim(null, schedule, n_sample, n=25, generator=g(), progress=False)),
-        "dpm15_ours": (15, lambda: du.sample_dpm_solver(null, schedule, n_sample, n=15, generator=g(), progress=False)),
-    }
-    for name, (steps, loop) in loops.items():
+    null_loops = _our_loops(_NullModel(model), schedule, n_sample)
+    for name, steps in OUR_STEPS.items():
         per_round = [
             100 * (1 - steps * (fw / FORWARDS_PER_ROUND) / wall)
             for wall, fw in zip(runs[name], runs["forwards"], strict=True)
         ]
         out[f"{name}_overhead_pct"] = float(np.median(per_round))
-        out[f"{name}_loop_only_s"] = loop_only = timed(loop, repeat)[0]
+        out[f"{name}_loop_only_s"] = loop_only = timed(null_loops[name], repeat)[0]
         out[f"{name}_loop_only_pct"] = 100 * loop_only / best[name]
     return out
 

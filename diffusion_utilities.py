@@ -428,7 +428,7 @@ def _start_noise(model, n_sample, x_T, generator, device) -> torch.Tensor:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
     else:
         x = x_T.to(device=device, dtype=torch.float32).clone()
-    if device.type == "cuda" and next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)  # follow the model's layout (see speed_up)
     return x
 
@@ -644,27 +644,48 @@ def sample_dpm_solver(
     return x, _stack_frames(intermediate, x)
 
 
-def speed_up(model: nn.Module, compile: bool = False, channels_last: bool | None = None, mode: str | None = None):
-    """Make a model fast for sampling on a GPU; returns the model to pass to the samplers.
+def speed_up(
+    model: nn.Module,
+    compile: bool = False,
+    channels_last: bool | None = None,
+    mode: str | None = None,
+    freeze: bool = False,
+):
+    """Make a model fast; returns the model to pass to the samplers (or to train).
 
-    - ``channels_last`` (default: on for CUDA): the NHWC memory layout that cuDNN's
-      convolutions prefer; the samplers' inputs follow the model's layout.
+    - ``channels_last`` (default: on for CUDA and the CPU): the NHWC memory layout that cuDNN's
+      and oneDNN's convolutions prefer (measured here, on 2 CPU cores: a forward pass of 32
+      sprites about 17% faster, a training step about 18%). Works in place on ``model``; the
+      samplers' inputs follow the model's layout.
     - ``compile``: ``torch.compile``; on CUDA ``mode`` defaults to "reduce-overhead", which
       records the fixed-shape sampling step as a CUDA graph, so a step costs one launch
       instead of dozens (this small network is otherwise launch-bound). The first calls
-      compile (tens of seconds); later ones reuse it. Same samples as eager up to float
-      rounding (tested on the CPU).
+      compile (tens of seconds); later ones reuse it, and each new batch size compiles again.
+    - ``freeze`` (for sampling only; implies ``compile``): compiles a *copy* with the weights
+      frozen as constants, so the compiler folds each BatchNorm into its convolution and fuses
+      the GELU after it (oneDNN post-ops on the CPU). The copy is a snapshot: training
+      ``model`` afterwards does not reach it.
+
+    Same samples as eager up to float rounding (tested on the CPU).
     """
+    if freeze and mode not in (None, "default", "reduce-overhead"):
+        raise ValueError(f"speed_up(freeze=True) takes mode None, 'default' or 'reduce-overhead', not {mode!r}.")
     device = _model_device(model)
     if channels_last is None:
-        channels_last = device.type == "cuda"
+        channels_last = device.type in ("cpu", "cuda")
+    if freeze:
+        model, compile = copy.deepcopy(model).eval(), True
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if compile:
-        if mode is None and device.type == "cuda":
-            mode = "reduce-overhead"
-        model = torch.compile(model, mode=mode)
-    return model
+    if not compile:
+        return model
+    if mode is None and device.type == "cuda":
+        mode = "reduce-overhead"
+    if not freeze:
+        return torch.compile(model, mode=mode)
+    # torch.compile takes a mode or options, not both: "reduce-overhead" is the CUDA-graphs option.
+    options = {"freezing": True, "triton.cudagraphs": mode == "reduce-overhead"}
+    return torch.compile(model, options=options)
 
 
 def sample_ddpm_strided(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 100, context=None, **kwargs):
@@ -957,6 +978,7 @@ def train(
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
     log_every: int = 50,
+    compile: bool = False,
 ) -> TrainResult:
     """Train a ContextUnet with the DDPM loss, keeping an EMA of its weights.
 
@@ -974,6 +996,10 @@ def train(
     nothing else changed) lengthens or shortens the run: the learning rate then follows
     ``lr (1 - k / total_steps)`` for the new total from where it is. ``max_steps`` stops early (the notebooks' short
     live run); ``callback(step, loss)`` is called every ``log_every`` steps.
+
+    The model trains in the channels_last layout on the CPU and CUDA (``speed_up``; same
+    weights, faster convolutions); ``compile=True`` also runs its forward and backward through
+    ``torch.compile`` (worth it for long runs: the first steps compile for a minute or so).
     """
     config.validate()
     device = get_device(device)
@@ -992,6 +1018,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = ContextUnet(3, config.n_feat, n_cfeat, height).to(device)
+    net = speed_up(model, compile=compile, mode="default" if compile else None)  # same parameters as model
     schedule = DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     ema = EMA(model, config.ema_decay)
@@ -1058,7 +1085,7 @@ def train(
                 c = drop_context(labels[idx], config.context_drop, gen) if labels is not None else None
                 for group in optim.param_groups:
                     group["lr"] = config.lr * (1 - step / total_steps)
-                loss = diffusion_loss(model, schedule, x0, c, gen)
+                loss = diffusion_loss(net, schedule, x0, c, gen)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import platform
 import sys
@@ -88,8 +89,9 @@ FORWARDS_PER_ROUND = 100
 
 
 def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
-    """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them."""
-    xs = [torch.randn(n_sample, 3, model.h, model.h) for _ in range(8)]
+    """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them
+    (in the model's memory layout, as the samplers give it)."""
+    xs = [du._start_noise(model, n_sample, None, None, torch.device("cpu")) for _ in range(8)]
     ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
 
     def run():
@@ -100,45 +102,49 @@ def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     return run
 
 
-OUR_STEPS = {"ddpm500_ours": 500, "ddim25_ours": 25, "dpm15_ours": 15}
+OUR_STEPS = {"ddpm500": 500, "ddim25": 25, "dpm15": 15}
+SAMPLER_LABELS = (("DDPM-500", "ddpm500"), ("DDIM-25", "ddim25"), ("DPM-Solver++-15", "dpm15"))
 
 
-def _our_loops(model, schedule, n_sample):
+def _our_loops(model, schedule, n_sample, tag="ours"):
     """This module's three samplers as zero-argument calls, each with a freshly seeded generator."""
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     return {
-        "ddpm500_ours": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
-        "ddim25_ours": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
-        "dpm15_ours": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
+        f"ddpm500_{tag}": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
+        f"ddim25_{tag}": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
+        f"dpm15_{tag}": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
     }
 
 
-def bench_sampling(model, schedule, n_sample, repeat):
+def bench_sampling(model, fast, schedule, n_sample, repeat):
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
-    Each round runs every loop once, in the same order, plus ``FORWARDS_PER_ROUND`` forward passes
-    alone, so a slow spell of the machine (another process, the clock changing) hits all of them
-    alike instead of whichever happened to run then. Returns (best per loop, every run per loop).
+    ``model`` as loaded (eager, the layout it was saved in) runs the course-style loops and ours;
+    ``fast`` is ``du.speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights),
+    timed with our loops ("fast"). Each round runs every loop once, in the same order, plus
+    ``FORWARDS_PER_ROUND`` forward passes alone of each model, so a slow spell of the machine
+    (another process, the clock changing) hits all of them alike instead of whichever happened to
+    run then. Returns (best per loop, every run per loop, seconds the first fast calls took).
     """
     model.eval()
-    ours = _our_loops(model, schedule, n_sample)
     loops = {
         "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
-        "ddpm500_ours": ours["ddpm500_ours"],
         "forwards": _forward_block(model, n_sample),
+        "forwards_fast": _forward_block(fast, n_sample),
         "ddim25_course": lambda: course_style_ddim(model, schedule, n_sample),
-        "ddim25_ours": ours["ddim25_ours"],
-        "dpm15_ours": ours["dpm15_ours"],
+        **_our_loops(model, schedule, n_sample),
+        **_our_loops(fast, schedule, n_sample, tag="fast"),
     }
     with torch.inference_mode():
         model(torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample))  # warm-up
+    compile_s = timed(loops["ddim25_fast"])[0]  # the first call compiles
     times = {name: [] for name in loops}
     sink = io.StringIO()
     for _ in range(repeat):
         for name, loop in loops.items():
             with contextlib.redirect_stdout(sink):
                 times[name].append(timed(loop)[0])
-    return {name: min(ts) for name, ts in times.items()}, times
+    return {name: min(ts) for name, ts in times.items()}, times, compile_s
 
 
 # -- training input pipelines -------------------------------------------------------------------
@@ -147,10 +153,11 @@ def bench_training(n_steps, batch_size, data_dir):
     schedule = du.DDPMSchedule()
     results = {}
 
-    def run(batches):
+    def run(batches, layout):
         torch.manual_seed(0)
         model = du.course_model()
         optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model = layout(model)
         model.train()
         seen, start = 0, None
         for k, (x, c) in enumerate(batches):
@@ -167,7 +174,7 @@ def bench_training(n_steps, batch_size, data_dir):
 
     per_item = du.CustomDataset(sfile, lfile, transform=lambda im: du.transform(im))  # forces the per-image path
     loader = torch.utils.data.DataLoader(per_item, batch_size=batch_size, shuffle=True, num_workers=1)
-    results["course_pipeline_img_s"] = run(iter(loader))
+    results["course_img_s"] = run(iter(loader), layout=lambda m: m)
 
     images, labels = du.CustomDataset(sfile, lfile).tensors()
 
@@ -177,7 +184,7 @@ def bench_training(n_steps, batch_size, data_dir):
             idx = perm[k * batch_size : (k + 1) * batch_size]
             yield images[idx], labels[idx]
 
-    results["our_pipeline_img_s"] = run(ours())
+    results["ours_img_s"] = run(ours(), layout=du.speed_up)  # channels_last, as du.train
     return results
 
 
@@ -199,18 +206,21 @@ def dense_peak_gflops(sizes=(1024, 2048, 4096), convs=DENSE_CONVS, seconds=1.0):
 
     Square matmuls of each size (torch's BLAS) and large convolutions (torch's oneDNN path,
     the one the model's convolutions take; on some CPUs only one of the two libraries uses the
-    widest vector units). Each kernel is repeated for about ``seconds`` after one warm-up call.
-    Returns the best rate and the rate per kernel.
+    widest vector units), each convolution in both memory layouts (NCHW and channels_last). Each
+    kernel is repeated for about ``seconds`` after one warm-up call. Returns the best rate and
+    the rate per kernel.
     """
     kernels = {}
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
         kernels[f"matmul {n}"] = (2 * n**3, lambda a=a, b=b: a @ b)
     conv = torch.nn.functional.conv2d
-    for batch, ch, size, k in convs:
-        x, w = torch.randn(batch, ch, size, size), torch.randn(ch, ch, k, k)
+    for (batch, ch, size, k), layout in itertools.product(convs, (torch.contiguous_format, torch.channels_last)):
+        x = torch.randn(batch, ch, size, size).contiguous(memory_format=layout)
+        w = torch.randn(ch, ch, k, k).contiguous(memory_format=layout)
         flop = 2 * batch * ch * ch * k * k * size * size
-        kernels[f"conv{k}x{k} {ch}ch {size}x{size} b{batch}"] = (flop, lambda x=x, w=w, k=k: conv(x, w, padding=k // 2))
+        name = f"conv{k}x{k} {ch}ch {size}x{size} b{batch}" + (" NHWC" if layout == torch.channels_last else "")
+        kernels[name] = (flop, lambda x=x, w=w, k=k: conv(x, w, padding=k // 2))
     rates = {}
     with torch.inference_mode():
         for name, (flop, fn) in kernels.items():
@@ -234,31 +244,34 @@ class _NullModel(torch.nn.Module):
 
 
 def bench_breakdown(model, schedule, n_sample, best, runs, repeat=3):
-    """Forward time alone, the loops' own cost, FLOP rate, and the matmul peak, all in this run.
+    """Forward time alone, the loops' own cost, FLOP rate, and the dense peak, all in this run.
 
-    The forward time is the best of the rounds of ``bench_sampling`` (interleaved with the
-    samplers). The loop overhead is given two ways: ``1 - steps * forward / wall``, per round,
-    median over rounds (what the sampler's wall time adds to its network calls), and the time
-    of the same sampler driving ``_NullModel`` (its own arithmetic, noise draws and bookkeeping,
-    measured directly).
+    The forward times (eager and fast) are the best of the rounds of ``bench_sampling``
+    (interleaved with the samplers); the FLOPs are counted once, on the eager model (the fast
+    one does the same convolutions). The loop overhead is given two ways:
+    ``1 - steps * forward / wall``, per round, median over rounds (what the sampler's wall time
+    adds to its network calls), and the time of the same sampler driving ``_NullModel`` (its
+    own arithmetic, noise draws and bookkeeping, measured directly).
     """
-    per_forward = best["forwards"] / FORWARDS_PER_ROUND
     flops = model_flops(model, n_sample)
     peak, per_kernel = dense_peak_gflops()
-    out = {"forward_ms": per_forward * 1e3, "model_gflop_per_forward": flops / 1e9}
-    out["model_gflops_s"] = flops / per_forward / 1e9
-    out["dense_peak_gflops_s"] = peak
-    out["dense_gflops_s_by_kernel"] = per_kernel
-    out["fraction_of_peak"] = out["model_gflops_s"] / peak
-    null_loops = _our_loops(_NullModel(model), schedule, n_sample)
-    for name, steps in OUR_STEPS.items():
-        per_round = [
-            100 * (1 - steps * (fw / FORWARDS_PER_ROUND) / wall)
-            for wall, fw in zip(runs[name], runs["forwards"], strict=True)
-        ]
-        out[f"{name}_overhead_pct"] = float(np.median(per_round))
-        out[f"{name}_loop_only_s"] = loop_only = timed(null_loops[name], repeat)[0]
-        out[f"{name}_loop_only_pct"] = 100 * loop_only / best[name]
+    out = {"model_gflop_per_forward": flops / 1e9, "dense_peak_gflops_s": peak, "dense_gflops_s_by_kernel": per_kernel}
+    for tag, key in (("", "forwards"), ("_fast", "forwards_fast")):
+        per_forward = best[key] / FORWARDS_PER_ROUND
+        out[f"forward{tag}_ms"] = per_forward * 1e3
+        out[f"model{tag}_gflops_s"] = flops / per_forward / 1e9
+        out[f"fraction{tag}_of_peak"] = out[f"model{tag}_gflops_s"] / peak
+    null_loops = _our_loops(_NullModel(model), schedule, n_sample, tag="null")
+    for sampler, steps in OUR_STEPS.items():
+        for tag, key in (("ours", "forwards"), ("fast", "forwards_fast")):
+            name = f"{sampler}_{tag}"
+            per_round = [
+                100 * (1 - steps * (fw / FORWARDS_PER_ROUND) / wall)
+                for wall, fw in zip(runs[name], runs[key], strict=True)
+            ]
+            out[f"{name}_overhead_pct"] = float(np.median(per_round))
+        out[f"{sampler}_loop_only_s"] = loop_only = timed(null_loops[f"{sampler}_null"], repeat)[0]
+        out[f"{sampler}_loop_only_pct"] = 100 * loop_only / best[f"{sampler}_ours"]
     return out
 
 
@@ -373,35 +386,48 @@ QUALITY_KEYS = ("quality", "quality_table", "quality_date")
 
 def speed_report(model, schedule, args, report) -> list[str]:
     """Sections 1-3 of the module docstring: fills ``report`` and returns the table's lines."""
-    print(f"Sampling {args.n} sprites ...", flush=True)
-    s, all_times = bench_sampling(model, schedule, args.n, args.repeat)
-    report["sampling_s"], report["sampling_s_all_runs"] = s, all_times
+    print(f"Sampling {args.n} sprites (the first fast call compiles) ...", flush=True)
+    fast = du.speed_up(model, freeze=True)
+    s, all_times, compile_s = bench_sampling(model, fast, schedule, args.n, args.repeat)
+    report["sampling_s"], report["sampling_s_all_runs"], report["fast_first_call_s"] = s, all_times, compile_s
     print("Training pipelines ...", flush=True)
     report["training"] = tr = bench_training(args.train_steps, 100, args.data)
     print("Breakdown ...", flush=True)
     report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, args.repeat)
+
+    def row(label, key, fmt):
+        course = s.get(f"{key}_course")
+        cells = [f"{course:{fmt}}" if course else "", f"{s[f'{key}_ours']:{fmt}}", f"{s[f'{key}_fast']:{fmt}}"]
+        ratio = f"{course / s[f'{key}_fast']:.2f}x" if course else ""
+        return f"| {label}, {args.n} sprites (s) | " + " | ".join(cells) + f" | {ratio} |"
+
+    overhead = ", ".join(
+        f"{label} {br[f'{key}_ours_overhead_pct']:.1f}% / {br[f'{key}_fast_overhead_pct']:.1f}%"
+        for label, key in SAMPLER_LABELS
+    )
+    loops = ", ".join(
+        f"{label} {br[f'{key}_loop_only_s'] * 1e3:.1f} ms = {br[f'{key}_loop_only_pct']:.1f}%"
+        for label, key in SAMPLER_LABELS
+    )
     lines = [
-        "| measurement | course style | ours | ratio |",
-        "| --- | ---: | ---: | ---: |",
-        f"| DDPM-500, {args.n} sprites (s) | {s['ddpm500_course']:.2f} | {s['ddpm500_ours']:.2f} | "
-        f"{s['ddpm500_course'] / s['ddpm500_ours']:.2f}x |",
-        f"| DDIM-25, {args.n} sprites (s) | {s['ddim25_course']:.3f} | {s['ddim25_ours']:.3f} | "
-        f"{s['ddim25_course'] / s['ddim25_ours']:.2f}x |",
-        f"| DPM-Solver++-15, {args.n} sprites (s) | | {s['dpm15_ours']:.3f} | |",
-        f"| training step, images/s | {tr['course_pipeline_img_s']:.0f} | {tr['our_pipeline_img_s']:.0f} | "
-        f"{tr['our_pipeline_img_s'] / tr['course_pipeline_img_s']:.2f}x |",
+        "| measurement | course style | ours (eager) | ours (fast) | course / fast |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(row(label, key, ".3f") for label, key in SAMPLER_LABELS),
+        f"| training step, images/s | {tr['course_img_s']:.0f} | | {tr['ours_img_s']:.0f} | "
+        f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster |",
         "",
-        f"DDIM-25 vs DDPM-500 (ours): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
-        f"Model forward, batch {args.n}: {br['forward_ms']:.2f} ms, {br['model_gflop_per_forward']:.3f} GFLOP, "
-        f"{br['model_gflops_s']:.1f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured dense peak "
-        f"({br['dense_peak_gflops_s']:.1f} GFLOP/s).",
-        f"Sampler loop overhead: DDPM-500 {br['ddpm500_ours_overhead_pct']:.1f}%, "
-        f"DDIM-25 {br['ddim25_ours_overhead_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_overhead_pct']:.1f}% "
-        "(wall time against the forward passes timed alone in the same rounds; median of the rounds).",
-        f"The loops alone (a no-cost stand-in model): DDPM-500 {br['ddpm500_ours_loop_only_s']:.3f} s "
-        f"= {br['ddpm500_ours_loop_only_pct']:.1f}%, DDIM-25 {br['ddim25_ours_loop_only_s'] * 1e3:.1f} ms "
-        f"= {br['ddim25_ours_loop_only_pct']:.1f}%, DPM-Solver++-15 {br['dpm15_ours_loop_only_s'] * 1e3:.1f} ms "
-        f"= {br['dpm15_ours_loop_only_pct']:.1f}% of the sampler's wall time.",
+        "Ours (eager): the module's samplers on the model as loaded. Ours (fast): the same samplers on "
+        f"`du.speed_up(model, freeze=True)` (channels_last, compiled with frozen weights; its first call took "
+        f"{compile_s:.1f} s). Training, ours: our input pipeline and `du.speed_up(model)` (channels_last), as "
+        "`du.train` runs it.",
+        f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
+        f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP: eager {br['forward_ms']:.2f} ms "
+        f"= {br['model_gflops_s']:.0f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured dense peak; "
+        f"fast {br['forward_fast_ms']:.2f} ms = {br['model_fast_gflops_s']:.0f} GFLOP/s = "
+        f"{100 * br['fraction_fast_of_peak']:.0f}%. Dense peak: {br['dense_peak_gflops_s']:.0f} GFLOP/s.",
+        f"Sampler loop overhead, eager / fast: {overhead} (wall time against the forward passes timed alone in the "
+        "same rounds; median of the rounds).",
+        f"The loops alone (a no-cost stand-in model): {loops} of the eager sampler's wall time.",
         "Dense kernels, GFLOP/s: "
         + ", ".join(f"{n}: {v:.0f}" for n, v in br["dense_gflops_s_by_kernel"].items())
         + "; runs (s): "

@@ -64,6 +64,9 @@ def parse_args(argv=None):
         help="a checkpoint.pt to continue from (its recipe is used; --epochs may change the length)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the training step (long runs; the first steps compile)"
+    )
     args = p.parse_args(argv)
     args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in (argv or sys.argv[1:]))
     return args
@@ -119,7 +122,16 @@ def main(argv=None) -> int:
     previous = out / "run.json"
     if resume is None:  # written now, so a resumed run still knows the command that started it
         previous.write_text(json.dumps(run, indent=2) + "\n")
-    result = du.train(config, images, labels, out_dir=out, device=device, resume=resume, progress=not args.no_progress)
+    result = du.train(
+        config,
+        images,
+        labels,
+        out_dir=out,
+        device=device,
+        resume=resume,
+        progress=not args.no_progress,
+        compile=args.compile,
+    )
     run.update(
         steps=result.step,
         epochs_done=result.epoch,

@@ -1,5 +1,6 @@
 """The command-line front doors: help texts, and one readable error line (no traceback) for bad input."""
 
+import copy
 import subprocess
 import sys
 
@@ -83,18 +84,22 @@ def _load_script(name):
 def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     bench = _load_script("benchmark")
     model = du.ContextUnet(3, 8, 5, 8)
+    fast = du.speed_up(copy.deepcopy(model))  # channels_last; compiling is tested in test_speed
     schedule = du.DDPMSchedule(timesteps=500)
-    best, runs = bench.bench_sampling(model, schedule, n_sample=2, repeat=2)
-    assert set(best) == {"ddpm500_course", "ddpm500_ours", "forwards", "ddim25_course", "ddim25_ours", "dpm15_ours"}
-    assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items())
+    best, runs, first_call_s = bench.bench_sampling(model, fast, schedule, n_sample=2, repeat=2)
+    loops = {f"{s}_{tag}" for s in ("ddpm500", "ddim25", "dpm15") for tag in ("ours", "fast")}
+    assert set(best) == loops | {"ddpm500_course", "ddim25_course", "forwards", "forwards_fast"}
+    assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items()) and first_call_s > 0
     small_peak = bench.dense_peak_gflops
     monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32, 64), ((2, 8, 8, 3),), seconds=0.01))
     br = bench.bench_breakdown(model, schedule, 2, best, runs, repeat=1)
-    assert set(br["dense_gflops_s_by_kernel"]) == {"matmul 32", "matmul 64", "conv3x3 8ch 8x8 b2"}
+    kernels = {"matmul 32", "matmul 64", "conv3x3 8ch 8x8 b2", "conv3x3 8ch 8x8 b2 NHWC"}
+    assert set(br["dense_gflops_s_by_kernel"]) == kernels
     assert br["dense_peak_gflops_s"] == max(br["dense_gflops_s_by_kernel"].values()) > 0
-    assert br["forward_ms"] > 0 and br["model_gflop_per_forward"] > 0
-    for name in ("ddpm500_ours", "ddim25_ours", "dpm15_ours"):
-        assert 0 < br[f"{name}_loop_only_s"] and br[f"{name}_overhead_pct"] < 100
+    assert br["forward_ms"] > 0 and br["forward_fast_ms"] > 0 and br["model_gflop_per_forward"] > 0
+    for sampler in ("ddpm500", "ddim25", "dpm15"):
+        assert 0 < br[f"{sampler}_loop_only_s"]
+        assert br[f"{sampler}_ours_overhead_pct"] < 100 and br[f"{sampler}_fast_overhead_pct"] < 100
 
 
 def test_benchmark_skip_speed_needs_quality():

@@ -1,6 +1,7 @@
 """The fast path (torch.compile, channels_last) must not change the samples. No timings here:
 speed is measured in scripts/benchmark.py."""
 
+import pytest
 import torch
 from conftest import du
 
@@ -25,3 +26,55 @@ def test_channels_last_model_draws_the_same_sprites(schedule):
     assert fast.init_conv.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     again, _ = du.sample_ddim(fast, schedule, 2, n=3, x_T=x_T, progress=False)
     torch.testing.assert_close(again, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_compiled_copy_draws_the_same_sprites_and_leaves_the_model_alone(schedule):
+    torch.manual_seed(0)
+    model = du.ContextUnet(3, 16, 5, 16).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x_T = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    c = torch.eye(5)[[0, 2, 4]]
+    eager, _ = du.sample_ddim(model, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
+    frozen = du.speed_up(model, freeze=True)
+    again, _ = du.sample_ddim(frozen, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
+    torch.testing.assert_close(again, eager, atol=1e-4, rtol=1e-4)
+    # a copy: the original keeps its layout and weights, and later changes to it do not reach the copy
+    assert not model.init_conv.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    still, _ = du.sample_ddim(frozen, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
+    torch.testing.assert_close(still, eager, atol=1e-4, rtol=1e-4)
+
+
+def test_speed_up_rejects_a_mode_freezing_cannot_take():
+    with pytest.raises(ValueError, match=r"freeze=True\) takes mode"):
+        du.speed_up(du.ContextUnet(3, 8, 5, 8), freeze=True, mode="max-autotune")
+
+
+def test_training_in_channels_last_matches_the_default_layout():
+    images = torch.rand(16, 3, 8, 8) * 2 - 1
+    config = du.TrainConfig(epochs=1, batch_size=8, n_feat=8, seed=0)
+    result = du.train(config, images, progress=False)
+    assert result.model.init_conv.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # the same two steps by hand, in the default layout: the same losses up to float rounding (not
+    # the same weights: Adam's first step is about lr * sign(grad), and the biases before a
+    # BatchNorm get gradients that are rounding noise, so their updates differ between layouts)
+    torch.manual_seed(0)
+    model = du.ContextUnet(3, 8, 5, 8)
+    schedule = du.DDPMSchedule()
+    optim = torch.optim.Adam(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(16, generator=gen)
+    losses = []
+    for k in range(2):
+        for group in optim.param_groups:
+            group["lr"] = config.lr * (1 - k / 2)
+        loss = du.diffusion_loss(model, schedule, images[perm[8 * k : 8 * k + 8]], None, gen)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert len(result.losses) == 2
+    assert result.losses == pytest.approx(losses, rel=1e-4)

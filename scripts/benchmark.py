@@ -103,7 +103,7 @@ def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
 
 
 OUR_STEPS = {"ddpm500": 500, "ddim25": 25, "dpm15": 15}
-SAMPLER_LABELS = (("DDPM-500", "ddpm500"), ("DDIM-25", "ddim25"), ("DPM-Solver++-15", "dpm15"))
+SPEED_LOOPS = (("DDPM-500", "ddpm500"), ("DDIM-25", "ddim25"), ("DPM-Solver++-15", "dpm15"))
 
 
 def _our_loops(model, schedule, n_sample, tag="ours"):
@@ -403,16 +403,16 @@ def speed_report(model, schedule, args, report) -> list[str]:
 
     overhead = ", ".join(
         f"{label} {br[f'{key}_ours_overhead_pct']:.1f}% / {br[f'{key}_fast_overhead_pct']:.1f}%"
-        for label, key in SAMPLER_LABELS
+        for label, key in SPEED_LOOPS
     )
     loops = ", ".join(
         f"{label} {br[f'{key}_loop_only_s'] * 1e3:.1f} ms = {br[f'{key}_loop_only_pct']:.1f}%"
-        for label, key in SAMPLER_LABELS
+        for label, key in SPEED_LOOPS
     )
     lines = [
         "| measurement | course style | ours (eager) | ours (fast) | course / fast |",
         "| --- | ---: | ---: | ---: | ---: |",
-        *(row(label, key, ".3f") for label, key in SAMPLER_LABELS),
+        *(row(label, key, ".3f") for label, key in SPEED_LOOPS),
         f"| training step, images/s | {tr['course_img_s']:.0f} | | {tr['ours_img_s']:.0f} | "
         f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster |",
         "",

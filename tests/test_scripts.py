@@ -102,6 +102,22 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
         assert br[f"{sampler}_ours_overhead_pct"] < 100 and br[f"{sampler}_fast_overhead_pct"] < 100
 
 
+def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
+    bench = _load_script("benchmark")
+    model = du.ContextUnet(3, 8, 5, 8)
+    small_peak = bench.dense_peak_gflops
+    monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32,), ((2, 8, 8, 3),), seconds=0.01))
+    monkeypatch.setattr(bench, "bench_training", lambda *a: {"course_img_s": 100.0, "ours_img_s": 150.0})
+    monkeypatch.setattr(bench.du, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
+    args = bench.argparse.Namespace(n=2, repeat=1, train_steps=1, data=None)
+    report = {}
+    lines = bench.speed_report(model, du.DDPMSchedule(), args, report)
+    table = "\n".join(lines)
+    for label in ("DDPM-500, 2 sprites", "DDIM-25, 2 sprites", "DPM-Solver++-15, 2 sprites", "1.50x faster"):
+        assert label in table
+    assert {"sampling_s", "training", "breakdown", "fast_first_call_s"} <= set(report)
+
+
 def test_benchmark_skip_speed_needs_quality():
     result = run("benchmark.py", "--skip-speed")
     assert result.returncode != 0 and "--skip-speed" in result.stderr and "Traceback" not in result.stderr

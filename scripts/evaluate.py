@@ -95,6 +95,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--out-md", default=None, help="also write the markdown table to this file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="sample with a compiled, frozen copy of the model (du.speed_up): faster steps after some seconds of "
+        "compiling per batch size",
+    )
     return p.parse_args(argv)
 
 
@@ -105,6 +111,8 @@ def main(argv=None) -> int:
         weights = Path(args.weights)
         device = du.get_device(args.device)
         model = du.load_model(weights, device=device)
+        if args.fast:
+            model = du.speed_up(model, freeze=True)
         schedule = du.DDPMSchedule(device=device)
         classifier, card = du.load_or_train_classifier(args.classifier, args.data, progress=progress)
         result = du.evaluate(

@@ -77,6 +77,12 @@ def parse_args(argv=None):
     p.add_argument("--npy", default=None, help="also write the sprites as uint8 (N, 16, 16, 3)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="sample with a compiled, frozen copy of the model (du.speed_up): faster steps after some seconds of "
+        "compiling per batch size",
+    )
     return p.parse_args(argv)
 
 
@@ -85,6 +91,8 @@ def main(argv=None) -> int:
     try:
         device = du.get_device(args.device)
         model = du.load_model(args.weights, device=device)
+        if args.fast:
+            model = du.speed_up(model, freeze=True)
         context = parse_context(args.context, model.n_cfeat)
         if args.per_class is not None:
             if context is not None or args.per_class < 1:

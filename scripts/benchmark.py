@@ -91,8 +91,9 @@ FORWARDS_PER_ROUND = 100
 def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them
     (in the model's memory layout, as the samplers give it)."""
-    xs = [du._start_noise(model, n_sample, None, None, torch.device("cpu")) for _ in range(8)]
-    ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
+    with torch.inference_mode():  # inference tensors, as in the samplers (a compiled model guards on it)
+        xs = [du._start_noise(model, n_sample, None, None, torch.device("cpu")) for _ in range(8)]
+        ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
 
     def run():
         with torch.inference_mode():

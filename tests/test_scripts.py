@@ -53,7 +53,8 @@ def test_sample_writes_a_grid_and_uint8_array(tmp_path):
     arr = np.load(npy)
     assert out.exists() and arr.shape == (4, 16, 16, 3) and arr.dtype == np.uint8
     # --fast (a compiled, frozen copy) draws the same sprites, up to one level of rounding
-    fast = run("sample.py", *args, "--npy", str(tmp_path / "f.npy"), "--context", "1,0,1,0,0", "--no-progress", "--fast")
+    fast_args = ["--npy", str(tmp_path / "f.npy"), "--context", "1,0,1,0,0", "--no-progress", "--fast"]
+    fast = run("sample.py", *args, *fast_args)
     assert fast.returncode == 0, fast.stderr
     assert np.abs(np.load(tmp_path / "f.npy").astype(int) - arr).max() <= 1
 

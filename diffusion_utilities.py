@@ -1038,7 +1038,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = ContextUnet(3, config.n_feat, n_cfeat, height).to(device)
-    net = speed_up(model, compile=compile, mode="default" if compile else None)  # same parameters as model
+    net = speed_up(model, compile=compile, mode="default")  # channels_last in place: the same parameters as model
     schedule = DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     ema = EMA(model, config.ema_decay)

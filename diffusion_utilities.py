@@ -655,11 +655,12 @@ class _FrozenCompiled(nn.Module):
         super().__init__()
         self.model = model
         object.__setattr__(self, "_compiled", torch.compile(model, mode=mode))  # not a second submodule
+        import torch._inductor.config as inductor_config  # imported here: only the compiled path needs it
+
+        object.__setattr__(self, "_freezing", lambda: inductor_config.patch(freezing=True))
 
     def forward(self, *args, **kwargs):
-        import torch._inductor.config as inductor_config
-
-        with inductor_config.patch(freezing=True):
+        with self._freezing():
             return self._compiled(*args, **kwargs)
 
     def __getattr__(self, name):

@@ -91,14 +91,14 @@ FORWARDS_PER_ROUND = 100
 def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them
     (in the model's memory layout, as the samplers give it)."""
-    with torch.inference_mode():  # inference tensors, as in the samplers (a compiled model guards on it)
+    with torch.inference_mode():  # inference tensors and the call as in the samplers: a compiled model guards on both
         xs = [du._start_noise(model, n_sample, None, None, torch.device("cpu")) for _ in range(8)]
         ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
 
     def run():
         with torch.inference_mode():
             for k in range(count):
-                model(xs[k % 8], ts[k % 8], None)  # as the samplers call it (a compiled model guards on it)
+                model(xs[k % 8], ts[k % 8], None)  # as the samplers call it
 
     return run
 

@@ -397,9 +397,9 @@ def speed_report(model, schedule, args, report) -> list[str]:
     print("Breakdown ...", flush=True)
     report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, args.repeat)
 
-    def row(label, key, fmt):
+    def row(label, key):
         course = s.get(f"{key}_course")
-        cells = [f"{course:{fmt}}" if course else "", f"{s[f'{key}_ours']:{fmt}}", f"{s[f'{key}_fast']:{fmt}}"]
+        cells = [f"{course:.3f}" if course else "", f"{s[f'{key}_ours']:.3f}", f"{s[f'{key}_fast']:.3f}"]
         ratio = f"{course / s[f'{key}_fast']:.2f}x" if course else ""
         return f"| {label}, {args.n} sprites (s) | " + " | ".join(cells) + f" | {ratio} |"
 
@@ -414,7 +414,7 @@ def speed_report(model, schedule, args, report) -> list[str]:
     lines = [
         "| measurement | course style | ours (eager) | ours (fast) | course / fast |",
         "| --- | ---: | ---: | ---: | ---: |",
-        *(row(label, key, ".3f") for label, key in SPEED_LOOPS),
+        *(row(label, key) for label, key in SPEED_LOOPS),
         f"| training step, images/s | {tr['course_img_s']:.0f} | | {tr['ours_img_s']:.0f} | "
         f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster |",
         "",

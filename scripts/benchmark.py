@@ -103,6 +103,24 @@ def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     return run
 
 
+PEAK_CONV = (64, 256, 16, 3)  # (batch, channels, size, kernel): the densest kernel measured here (channels_last)
+PEAK_REPS = 30  # about 1 s per round on the reference machine
+
+
+def _conv_block(batch, ch, size, k, reps):
+    """``reps`` channels_last convolutions of a fixed large shape: the peak kernel, timed in every
+    round next to the model so a slow spell of the machine slows both. Returns (FLOPs, call)."""
+    x = torch.randn(batch, ch, size, size).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(ch, ch, k, k).contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(reps):
+                torch.nn.functional.conv2d(x, w, padding=k // 2)
+
+    return 2 * batch * ch * ch * k * k * size * size * reps, run
+
+
 OUR_STEPS = {"ddpm500": 500, "ddim25": 25, "dpm15": 15}
 SPEED_LOOPS = (("DDPM-500", "ddpm500"), ("DDIM-25", "ddim25"), ("DPM-Solver++-15", "dpm15"))
 
@@ -117,18 +135,22 @@ def _our_loops(model, schedule, n_sample, tag="ours"):
     }
 
 
-def bench_sampling(model, fast, schedule, n_sample, repeat):
+def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak_reps=PEAK_REPS):
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
     ``model`` as loaded (eager, the layout it was saved in) runs the course-style loops and ours;
     ``fast`` is ``du.speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights),
     timed with our loops ("fast"). Each round runs every loop once, in the same order, plus
-    ``FORWARDS_PER_ROUND`` forward passes alone of each model, so a slow spell of the machine
-    (another process, the clock changing) hits all of them alike instead of whichever happened to
-    run then. Returns (best per loop, every run per loop, seconds the first fast calls took).
+    ``FORWARDS_PER_ROUND`` forward passes alone of each model and ``peak_reps`` of the peak
+    convolution ``peak`` ("peak_conv"), so a slow spell of the machine (another process, the
+    clock changing) hits all of them alike instead of whichever happened to run then.
+    Returns (best per loop, every run per loop, seconds the first fast calls took, FLOPs of one
+    "peak_conv" run).
     """
     model.eval()
+    peak_flop, peak_run = _conv_block(*peak, peak_reps)
     loops = {
+        "peak_conv": peak_run,
         "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
         "forwards": _forward_block(model, n_sample),
         "forwards_fast": _forward_block(fast, n_sample),
@@ -140,13 +162,14 @@ def bench_sampling(model, fast, schedule, n_sample, repeat):
         model(torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample))  # warm-up
     compile_s = timed(loops["ddim25_fast"])[0]  # the first call compiles
     loops["forwards_fast"]()  # untimed: the forward block alone may compile once more
+    peak_run()  # untimed: oneDNN builds the kernel at its first call
     times = {name: [] for name in loops}
     sink = io.StringIO()
     for _ in range(repeat):
         for name, loop in loops.items():
             with contextlib.redirect_stdout(sink):
                 times[name].append(timed(loop)[0])
-    return {name: min(ts) for name, ts in times.items()}, times, compile_s
+    return {name: min(ts) for name, ts in times.items()}, times, compile_s, peak_flop
 
 
 # -- training input pipelines -------------------------------------------------------------------
@@ -203,6 +226,10 @@ def model_flops(model, n_sample):
 DENSE_CONVS = ((16, 1024, 32, 1), (64, 256, 16, 3))  # (batch, channels, size, kernel)
 
 
+def _conv_name(batch, ch, size, k):
+    return f"conv{k}x{k} {ch}ch {size}x{size} b{batch}"
+
+
 def dense_peak_gflops(sizes=(1024, 2048, 4096), convs=DENSE_CONVS, seconds=1.0):
     """This machine's practical fp32 peak: the best rate (GFLOP/s) of large dense kernels.
 
@@ -221,7 +248,7 @@ def dense_peak_gflops(sizes=(1024, 2048, 4096), convs=DENSE_CONVS, seconds=1.0):
         x = torch.randn(batch, ch, size, size).contiguous(memory_format=layout)
         w = torch.randn(ch, ch, k, k).contiguous(memory_format=layout)
         flop = 2 * batch * ch * ch * k * k * size * size
-        name = f"conv{k}x{k} {ch}ch {size}x{size} b{batch}" + (" NHWC" if layout == torch.channels_last else "")
+        name = _conv_name(batch, ch, size, k) + (" NHWC" if layout == torch.channels_last else "")
         kernels[name] = (flop, lambda x=x, w=w, k=k: conv(x, w, padding=k // 2))
     rates = {}
     with torch.inference_mode():
@@ -245,24 +272,46 @@ class _NullModel(torch.nn.Module):
         return x * self.scale
 
 
-def bench_breakdown(model, schedule, n_sample, best, runs, repeat=3):
+def bench_breakdown(model, schedule, n_sample, best, runs, peak_flop, repeat=3):
     """Forward time alone, the loops' own cost, FLOP rate, and the dense peak, all in this run.
 
     The forward times (eager and fast) are the best of the rounds of ``bench_sampling``
     (interleaved with the samplers); the FLOPs are counted once, on the eager model (the fast
-    one does the same convolutions). The loop overhead is given two ways:
+    one does the same convolutions). Fraction of peak, per round and then the median over the
+    rounds: the model's GFLOP/s (forward block alone, and inside DDPM-500 with the loop's own
+    cost included) over the GFLOP/s of the peak convolution timed in the same round
+    (``peak_flop`` FLOPs per run). ``dense_peak_gflops`` is measured once more after the rounds
+    over every dense kernel (matmuls included) to show that the round's kernel is the fastest;
+    the model is also given against the best BLAS matmul. The loop overhead is given two ways:
     ``1 - steps * forward / wall``, per round, median over rounds (what the sampler's wall time
     adds to its network calls), and the time of the same sampler driving ``_NullModel`` (its
     own arithmetic, noise draws and bookkeeping, measured directly).
     """
     flops = model_flops(model, n_sample)
     peak, per_kernel = dense_peak_gflops()
+    matmul = max(v for k, v in per_kernel.items() if k.startswith("matmul"))
     out = {"model_gflop_per_forward": flops / 1e9, "dense_peak_gflops_s": peak, "dense_gflops_s_by_kernel": per_kernel}
+    out["peak_conv_gflops_s"] = peak_flop / best["peak_conv"] / 1e9
+    out["matmul_peak_gflops_s"] = matmul
+
+    def median_fraction(key, forwards):  # per round: model FLOP rate / peak FLOP rate
+        return float(
+            np.median(
+                [
+                    (forwards * flops / wall) / (peak_flop / peak_s)
+                    for wall, peak_s in zip(runs[key], runs["peak_conv"], strict=True)
+                ]
+            )
+        )
+
     for tag, key in (("", "forwards"), ("_fast", "forwards_fast")):
         per_forward = best[key] / FORWARDS_PER_ROUND
         out[f"forward{tag}_ms"] = per_forward * 1e3
         out[f"model{tag}_gflops_s"] = flops / per_forward / 1e9
-        out[f"fraction{tag}_of_peak"] = out[f"model{tag}_gflops_s"] / peak
+        out[f"fraction{tag}_of_peak"] = median_fraction(key, FORWARDS_PER_ROUND)
+        out[f"fraction{tag}_of_matmul_peak"] = out[f"model{tag}_gflops_s"] / matmul
+    for tag in ("ours", "fast"):
+        out[f"ddpm500_{tag}_fraction_of_peak"] = median_fraction(f"ddpm500_{tag}", OUR_STEPS["ddpm500"])
     null_loops = _our_loops(_NullModel(model), schedule, n_sample, tag="null")
     for sampler, steps in OUR_STEPS.items():
         for tag, key in (("ours", "forwards"), ("fast", "forwards_fast")):
@@ -390,12 +439,14 @@ def speed_report(model, schedule, args, report) -> list[str]:
     """Sections 1-3 of the module docstring: fills ``report`` and returns the table's lines."""
     print(f"Sampling {args.n} sprites (the first fast call compiles) ...", flush=True)
     fast = du.speed_up(model, freeze=True)
-    s, all_times, compile_s = bench_sampling(model, fast, schedule, args.n, args.repeat)
+    s, all_times, compile_s, peak_flop = bench_sampling(
+        model, fast, schedule, args.n, args.repeat, peak=PEAK_CONV, peak_reps=PEAK_REPS
+    )
     report["sampling_s"], report["sampling_s_all_runs"], report["fast_first_call_s"] = s, all_times, compile_s
     print("Training pipelines ...", flush=True)
     report["training"] = tr = bench_training(args.train_steps, 100, args.data)
     print("Breakdown ...", flush=True)
-    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, args.repeat)
+    report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, peak_flop, args.repeat)
 
     def row(label, key):
         course = s.get(f"{key}_course")
@@ -424,9 +475,16 @@ def speed_report(model, schedule, args, report) -> list[str]:
         "`du.train` runs it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
         f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP: eager {br['forward_ms']:.2f} ms "
-        f"= {br['model_gflops_s']:.0f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the measured dense peak; "
+        f"= {br['model_gflops_s']:.0f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the peak; "
         f"fast {br['forward_fast_ms']:.2f} ms = {br['model_fast_gflops_s']:.0f} GFLOP/s = "
-        f"{100 * br['fraction_fast_of_peak']:.0f}%. Dense peak: {br['dense_peak_gflops_s']:.0f} GFLOP/s.",
+        f"{100 * br['fraction_fast_of_peak']:.0f}% of the peak, {100 * br['ddpm500_fast_fraction_of_peak']:.0f}% "
+        f"inside DDPM-500 (eager {100 * br['ddpm500_ours_fraction_of_peak']:.0f}%). "
+        f"Peak: the {_conv_name(*PEAK_CONV)} NHWC "
+        f"convolution timed in the same rounds, {br['peak_conv_gflops_s']:.0f} GFLOP/s in its best round (the "
+        f"fastest dense kernel measured after the rounds: {br['dense_peak_gflops_s']:.0f}); fractions are the median "
+        "of the rounds' ratios. Against the best BLAS matmul "
+        f"({br['matmul_peak_gflops_s']:.0f} GFLOP/s): eager {100 * br['fraction_of_matmul_peak']:.0f}%, "
+        f"fast {100 * br['fraction_fast_of_matmul_peak']:.0f}%.",
         f"Sampler loop overhead, eager / fast: {overhead} (wall time against the forward passes timed alone in the "
         "same rounds; median of the rounds).",
         f"The loops alone (a no-cost stand-in model): {loops} of the eager sampler's wall time.",

@@ -91,20 +91,52 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     model = du.ContextUnet(3, 8, 5, 8)
     fast = du.speed_up(copy.deepcopy(model))  # channels_last; compiling is tested in test_speed
     schedule = du.DDPMSchedule(timesteps=500)
-    best, runs, first_call_s = bench.bench_sampling(model, fast, schedule, n_sample=2, repeat=2)
+    best, runs, first_call_s, peak_flop = bench.bench_sampling(
+        model, fast, schedule, n_sample=2, repeat=2, peak=(2, 8, 8, 3), peak_reps=3
+    )
     loops = {f"{s}_{tag}" for s in ("ddpm500", "ddim25", "dpm15") for tag in ("ours", "fast")}
-    assert set(best) == loops | {"ddpm500_course", "ddim25_course", "forwards", "forwards_fast"}
+    assert set(best) == loops | {"ddpm500_course", "ddim25_course", "forwards", "forwards_fast", "peak_conv"}
     assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items()) and first_call_s > 0
+    assert peak_flop == 3 * 2 * 2 * 8 * 8 * 9 * 8 * 8  # reps x 2 x batch x c_in x c_out x k^2 x pixels
     small_peak = bench.dense_peak_gflops
     monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32, 64), ((2, 8, 8, 3),), seconds=0.01))
-    br = bench.bench_breakdown(model, schedule, 2, best, runs, repeat=1)
+    br = bench.bench_breakdown(model, schedule, 2, best, runs, peak_flop, repeat=1)
     kernels = {"matmul 32", "matmul 64", "conv3x3 8ch 8x8 b2", "conv3x3 8ch 8x8 b2 NHWC"}
     assert set(br["dense_gflops_s_by_kernel"]) == kernels
     assert br["dense_peak_gflops_s"] == max(br["dense_gflops_s_by_kernel"].values()) > 0
+    assert br["matmul_peak_gflops_s"] == max(br["dense_gflops_s_by_kernel"][k] for k in ("matmul 32", "matmul 64"))
+    assert br["peak_conv_gflops_s"] == pytest.approx(peak_flop / best["peak_conv"] / 1e9)
     assert br["forward_ms"] > 0 and br["forward_fast_ms"] > 0 and br["model_gflop_per_forward"] > 0
     for sampler in ("ddpm500", "ddim25", "dpm15"):
         assert 0 < br[f"{sampler}_loop_only_s"]
         assert br[f"{sampler}_ours_overhead_pct"] < 100 and br[f"{sampler}_fast_overhead_pct"] < 100
+
+
+def test_benchmark_fraction_of_peak_is_the_median_of_the_rounds_ratios(monkeypatch):
+    """Rounds 2 and 3 run the machine 2x and 3x slower for everything; in round 4 the peak kernel
+    runs 2x faster and the model 5x slower. The ratio model rate / peak rate is r in the first
+    three rounds, whatever the drift, so the median is r (best against best would give r / 2)."""
+    bench = _load_script("benchmark")
+    model = du.ContextUnet(3, 8, 5, 8)
+    monkeypatch.setattr(bench, "dense_peak_gflops", lambda: (100.0, {"matmul 64": 40.0, "conv": 100.0}))
+    monkeypatch.setattr(bench, "_our_loops", lambda *a, **kw: {f"{s}_null": lambda: None for s in bench.OUR_STEPS})
+    flops = bench.model_flops(model, 2)
+    peak_flop, fw, fw_fast, peak_s, step = 1e9, 0.5, 0.25, 0.1, 0.004  # fw: seconds for 100 forwards
+    slow = [1, 2, 3, 1]
+    runs = {"peak_conv": [peak_s * k for k in slow[:3]] + [peak_s / 2]}
+    runs["forwards"] = [fw * k for k in slow[:3]] + [fw * 5]
+    runs["forwards_fast"] = [fw_fast * k for k in slow[:3]] + [fw_fast * 5]
+    for sampler, steps in bench.OUR_STEPS.items():
+        runs[f"{sampler}_ours"] = [steps * step * k for k in slow]
+        runs[f"{sampler}_fast"] = [steps * step * k for k in slow]
+    best = {k: min(v) for k, v in runs.items()}
+    br = bench.bench_breakdown(model, du.DDPMSchedule(), 2, best, runs, peak_flop, repeat=1)
+    peak_rate = peak_flop / peak_s  # FLOP/s
+    assert br["fraction_of_peak"] == pytest.approx((100 * flops / fw) / peak_rate)
+    assert br["fraction_fast_of_peak"] == pytest.approx((100 * flops / fw_fast) / peak_rate)
+    assert br["ddpm500_fast_fraction_of_peak"] == pytest.approx((flops / step) / peak_rate)
+    assert br["fraction_fast_of_matmul_peak"] == pytest.approx(flops / (fw_fast / 100) / 1e9 / 40.0)
+    assert br["peak_conv_gflops_s"] == pytest.approx(2 * peak_rate / 1e9)  # its best round
 
 
 def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
@@ -113,6 +145,8 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     small_peak = bench.dense_peak_gflops
     monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32,), ((2, 8, 8, 3),), seconds=0.01))
     monkeypatch.setattr(bench, "bench_training", lambda *a: {"course_img_s": 100.0, "ours_img_s": 150.0})
+    monkeypatch.setattr(bench, "PEAK_CONV", (2, 8, 8, 3))
+    monkeypatch.setattr(bench, "PEAK_REPS", 2)
     monkeypatch.setattr(bench.du, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
     args = bench.argparse.Namespace(n=2, repeat=1, train_steps=1, data=None)
     report = {}

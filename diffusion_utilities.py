@@ -649,11 +649,13 @@ class _FrozenCompiled(nn.Module):
     inductor's freezing on. The setting is applied around every call because compiling happens
     at the first call of each new input shape (``torch.compile(options={"freezing": True})``
     does not reach the freezing pass). Attributes of the model (``h``, ``config()``, its layers)
-    are reachable through the wrapper as on the model itself."""
+    are reachable through the wrapper as on the model itself. It stays in eval mode: the copy's
+    BatchNorms are folded into constants, so there is nothing to train."""
 
     def __init__(self, model: nn.Module, mode: str | None):
         super().__init__()
         self.model = model
+        self.training = False  # as the copy: a wrapper in train mode would hand train mode back to it
         object.__setattr__(self, "_compiled", torch.compile(model, mode=mode))  # not a second submodule
         import torch._inductor.config as inductor_config  # imported here: only the compiled path needs it
 
@@ -662,6 +664,14 @@ class _FrozenCompiled(nn.Module):
     def forward(self, *args, **kwargs):
         with self._freezing():
             return self._compiled(*args, **kwargs)
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError(
+                "This is a frozen copy for sampling (speed_up(..., freeze=True)); it cannot train. Train the "
+                "original model (or speed_up(model, compile=True)) and make a new frozen copy afterwards."
+            )
+        return super().train(False)
 
     def __getattr__(self, name):
         try:

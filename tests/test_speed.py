@@ -38,6 +38,14 @@ def test_frozen_compiled_copy_draws_the_same_sprites_and_leaves_the_model_alone(
     frozen = du.speed_up(model, freeze=True)
     again, _ = du.sample_ddim(frozen, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
     torch.testing.assert_close(again, eager, atol=1e-4, rtol=1e-4)
+    # after a sampler, a direct call still runs in eval mode (running BatchNorm statistics, not the batch's)
+    t = torch.full((3,), 0.3)
+    assert not frozen.training and not frozen.model.training
+    with torch.inference_mode():
+        direct = frozen(x_T.contiguous(memory_format=torch.channels_last), t, c)
+        torch.testing.assert_close(direct, model(x_T, t, c), atol=1e-4, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="frozen copy for sampling"):
+        frozen.train()
     # a copy: the original keeps its layout and weights, and later changes to it do not reach the copy
     assert not model.init_conv.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -107,11 +107,12 @@ PEAK_CONV = (64, 256, 16, 3)  # (batch, channels, size, kernel): the densest ker
 PEAK_REPS = 30  # about 1 s per round on the reference machine
 
 
-def _conv_block(batch, ch, size, k, reps):
-    """``reps`` channels_last convolutions of a fixed large shape: the peak kernel, timed in every
-    round next to the model so a slow spell of the machine slows both. Returns (FLOPs, call)."""
-    x = torch.randn(batch, ch, size, size).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(ch, ch, k, k).contiguous(memory_format=torch.channels_last)
+def _conv_block(batch, ch, size, k, reps, layout=torch.channels_last):
+    """``reps`` convolutions (k x k, ``ch`` channels in and out, padding k // 2) of a fixed shape in
+    ``layout``: the peak kernel, timed in every round next to the model so a slow spell of the
+    machine slows both. Returns (FLOPs of one call, the call)."""
+    x = torch.randn(batch, ch, size, size).contiguous(memory_format=layout)
+    w = torch.randn(ch, ch, k, k).contiguous(memory_format=layout)
 
     def run():
         with torch.inference_mode():
@@ -243,13 +244,9 @@ def dense_peak_gflops(sizes=(1024, 2048, 4096), convs=DENSE_CONVS, seconds=1.0):
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
         kernels[f"matmul {n}"] = (2 * n**3, lambda a=a, b=b: a @ b)
-    conv = torch.nn.functional.conv2d
     for (batch, ch, size, k), layout in itertools.product(convs, (torch.contiguous_format, torch.channels_last)):
-        x = torch.randn(batch, ch, size, size).contiguous(memory_format=layout)
-        w = torch.randn(ch, ch, k, k).contiguous(memory_format=layout)
-        flop = 2 * batch * ch * ch * k * k * size * size
         name = _conv_name(batch, ch, size, k) + (" NHWC" if layout == torch.channels_last else "")
-        kernels[name] = (flop, lambda x=x, w=w, k=k: conv(x, w, padding=k // 2))
+        kernels[name] = _conv_block(batch, ch, size, k, 1, layout)
     rates = {}
     with torch.inference_mode():
         for name, (flop, fn) in kernels.items():

@@ -87,3 +87,19 @@ def test_training_in_channels_last_matches_the_default_layout():
         losses.append(loss.item())
     assert len(result.losses) == 2
     assert result.losses == pytest.approx(losses, rel=1e-4)
+
+
+@pytest.mark.parametrize("guided", [False, True])
+@pytest.mark.parametrize("name", sorted(du.SAMPLERS))
+def test_sampling_loops_never_wait_for_the_device(name, guided):
+    """A model on the meta device stands in for a GPU: its tensors hold no values, so whatever would make
+    the host wait for the device (``.item()``, ``if tensor:``, a copy to the host) raises instead. With no
+    frames asked for, every sampler runs through without one; asking for frames copies (the control)."""
+    model = du.ContextUnet(3, 8, 5, 8).eval().to("meta")
+    schedule = du.DDPMSchedule(40, 1e-4, 0.02)  # short: every op on the meta device costs dispatch time
+    kw = {"context": torch.eye(5)[[0, 3]], "guide_w": 2.0} if guided else {}
+    kw |= {} if name == "ddpm" else {"n": 10}
+    x, frames = du.SAMPLERS[name](model, schedule, 2, save_rate=None, progress=False, **kw)
+    assert x.device.type == "meta" and x.shape == (2, 3, 8, 8) and len(frames) == 0
+    with pytest.raises(RuntimeError, match="meta"):
+        du.SAMPLERS[name](model, schedule, 2, save_rate=1, progress=False, **kw)

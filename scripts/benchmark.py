@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import itertools
 import json
@@ -123,6 +124,8 @@ def _conv_block(batch, ch, size, k, reps, layout=torch.channels_last):
 
 
 OUR_STEPS = {"ddpm500": 500, "ddim25": 25, "dpm15": 15}
+# our three versions of the model: (label, suffix of the breakdown's keys, tag of the loops)
+VARIANTS = (("eager", "", "ours"), ("channels_last", "_nhwc", "nhwc"), ("fast", "_fast", "fast"))
 SPEED_LOOPS = (("DDPM-500", "ddpm500"), ("DDIM-25", "ddim25"), ("DPM-Solver++-15", "dpm15"))
 
 
@@ -140,27 +143,30 @@ def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
     ``model`` as loaded (eager, the layout it was saved in) runs the course-style loops and ours;
-    ``fast`` is ``du.speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights),
-    timed with our loops ("fast"). Each round runs every loop once, in the same order, plus
-    ``FORWARDS_PER_ROUND`` forward passes alone of each model and ``peak_reps`` of the peak
-    convolution ``peak`` ("peak_conv"), so a slow spell of the machine (another process, the
-    clock changing) hits all of them alike instead of whichever happened to run then.
+    our loops also run on an eager channels_last copy ("nhwc", ``du.speed_up(model)``: what the
+    notebooks and scripts sample with on a CPU by default) and on ``fast``, which is
+    ``du.speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights). Each round
+    runs every loop once, in the same order, plus ``FORWARDS_PER_ROUND`` forward passes alone of
+    each model and ``peak_reps`` of the peak convolution ``peak`` ("peak_conv"), so a slow spell
+    of the machine (another process, the clock changing) hits all of them alike instead of
+    whichever happened to run then.
     Returns (best per loop, every run per loop, seconds the first fast calls took, FLOPs of one
     "peak_conv" run).
     """
     model.eval()
+    nhwc = du.speed_up(copy.deepcopy(model))
     peak_flop, peak_run = _conv_block(*peak, peak_reps)
     loops = {
         "peak_conv": peak_run,
         "ddpm500_course": lambda: course_style_ddpm(model, schedule, n_sample),
-        "forwards": _forward_block(model, n_sample),
-        "forwards_fast": _forward_block(fast, n_sample),
         "ddim25_course": lambda: course_style_ddim(model, schedule, n_sample),
-        **_our_loops(model, schedule, n_sample),
-        **_our_loops(fast, schedule, n_sample, tag="fast"),
     }
+    for (_, suffix, tag), net in zip(VARIANTS, (model, nhwc, fast), strict=True):
+        loops[f"forwards{suffix}"] = _forward_block(net, n_sample)
+        loops |= _our_loops(net, schedule, n_sample, tag=tag)
     with torch.inference_mode():
-        model(torch.randn(n_sample, 3, model.h, model.h), torch.rand(n_sample))  # warm-up
+        for net in (model, nhwc):  # warm-up
+            net(du._start_noise(net, n_sample, None, None, torch.device("cpu")), torch.rand(n_sample))
     compile_s = timed(loops["ddim25_fast"])[0]  # the first call compiles
     loops["forwards_fast"]()  # untimed warm-up (it must not compile again: same shapes and mode as the samplers)
     peak_run()  # untimed: oneDNN builds the kernel at its first call
@@ -301,21 +307,20 @@ def bench_breakdown(model, schedule, n_sample, best, runs, peak_flop, repeat=3):
             )
         )
 
-    for tag, key in (("", "forwards"), ("_fast", "forwards_fast")):
-        per_forward = best[key] / FORWARDS_PER_ROUND
-        out[f"forward{tag}_ms"] = per_forward * 1e3
-        out[f"model{tag}_gflops_s"] = flops / per_forward / 1e9
-        out[f"fraction{tag}_of_peak"] = median_fraction(key, FORWARDS_PER_ROUND)
-        out[f"fraction{tag}_of_matmul_peak"] = out[f"model{tag}_gflops_s"] / matmul
-    for tag in ("ours", "fast"):
+    for _, suffix, tag in VARIANTS:
+        per_forward = best[f"forwards{suffix}"] / FORWARDS_PER_ROUND
+        out[f"forward{suffix}_ms"] = per_forward * 1e3
+        out[f"model{suffix}_gflops_s"] = flops / per_forward / 1e9
+        out[f"fraction{suffix}_of_peak"] = median_fraction(f"forwards{suffix}", FORWARDS_PER_ROUND)
+        out[f"fraction{suffix}_of_matmul_peak"] = out[f"model{suffix}_gflops_s"] / matmul
         out[f"ddpm500_{tag}_fraction_of_peak"] = median_fraction(f"ddpm500_{tag}", OUR_STEPS["ddpm500"])
     null_loops = _our_loops(_NullModel(model), schedule, n_sample, tag="null")
     for sampler, steps in OUR_STEPS.items():
-        for tag, key in (("ours", "forwards"), ("fast", "forwards_fast")):
+        for _, suffix, tag in VARIANTS:
             name = f"{sampler}_{tag}"
             per_round = [
                 100 * (1 - steps * (fw / FORWARDS_PER_ROUND) / wall)
-                for wall, fw in zip(runs[name], runs[key], strict=True)
+                for wall, fw in zip(runs[name], runs[f"forwards{suffix}"], strict=True)
             ]
             out[f"{name}_overhead_pct"] = float(np.median(per_round))
         out[f"{sampler}_loop_only_s"] = loop_only = timed(null_loops[f"{sampler}_null"], repeat)[0]
@@ -447,44 +452,47 @@ def speed_report(model, schedule, args, report) -> list[str]:
 
     def row(label, key):
         course = s.get(f"{key}_course")
-        cells = [f"{course:.3f}" if course else "", f"{s[f'{key}_ours']:.3f}", f"{s[f'{key}_fast']:.3f}"]
-        ratio = f"{course / s[f'{key}_fast']:.2f}x" if course else ""
-        return f"| {label}, {args.n} sprites (s) | " + " | ".join(cells) + f" | {ratio} |"
+        cells = [f"{course:.3f}" if course else ""] + [f"{s[f'{key}_{tag}']:.3f}" for _, _, tag in VARIANTS]
+        cells += [f"{course / s[f'{key}_{tag}']:.2f}x" if course else "" for tag in ("nhwc", "fast")]
+        return f"| {label}, {args.n} sprites (s) | " + " | ".join(cells) + " |"
 
     overhead = ", ".join(
-        f"{label} {br[f'{key}_ours_overhead_pct']:.1f}% / {br[f'{key}_fast_overhead_pct']:.1f}%"
+        f"{label} " + " / ".join(f"{br[f'{key}_{tag}_overhead_pct']:.1f}%" for _, _, tag in VARIANTS)
         for label, key in SPEED_LOOPS
     )
+    forwards = "; ".join(
+        f"{name} {br[f'forward{sfx}_ms']:.2f} ms = {br[f'model{sfx}_gflops_s']:.0f} GFLOP/s = "
+        f"{100 * br[f'fraction{sfx}_of_peak']:.0f}% ({100 * br[f'ddpm500_{tag}_fraction_of_peak']:.0f}%)"
+        for name, sfx, tag in VARIANTS
+    )
+    of_matmul = ", ".join(f"{name} {100 * br[f'fraction{sfx}_of_matmul_peak']:.0f}%" for name, sfx, _ in VARIANTS)
     loops = ", ".join(
         f"{label} {br[f'{key}_loop_only_s'] * 1e3:.1f} ms = {br[f'{key}_loop_only_pct']:.1f}%"
         for label, key in SPEED_LOOPS
     )
     lines = [
-        "| measurement | course style | ours (eager) | ours (fast) | course / fast |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| measurement | course style | ours (eager) | ours (channels_last) | ours (fast) | course / channels_last "
+        "| course / fast |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(row(label, key) for label, key in SPEED_LOOPS),
-        f"| training step, images/s | {tr['course_img_s']:.0f} | | {tr['ours_img_s']:.0f} | "
-        f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster |",
+        f"| training step, images/s | {tr['course_img_s']:.0f} | | {tr['ours_img_s']:.0f} | | "
+        f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster | |",
         "",
-        "Ours (eager): the module's samplers on the model as loaded. Ours (fast): the same samplers on "
-        f"`du.speed_up(model, freeze=True)` (channels_last, compiled with frozen weights; its first call took "
-        f"{compile_s:.1f} s). Training, ours: our input pipeline and `du.speed_up(model)` (channels_last), as "
-        "`du.train` runs it.",
+        "Ours (eager): the module's samplers on the model as loaded. Ours (channels_last): the same on "
+        "`du.speed_up(model)`, eager in the channels_last layout, as the notebooks and scripts sample on a CPU "
+        "by default. Ours (fast): the same on `du.speed_up(model, freeze=True)` (channels_last, compiled with "
+        f"frozen weights; its first call took {compile_s:.1f} s). Training, ours: our input pipeline and "
+        "`du.speed_up(model)` (channels_last), as `du.train` runs it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
-        f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP: eager {br['forward_ms']:.2f} ms "
-        f"= {br['model_gflops_s']:.0f} GFLOP/s = {100 * br['fraction_of_peak']:.0f}% of the peak; "
-        f"fast {br['forward_fast_ms']:.2f} ms = {br['model_fast_gflops_s']:.0f} GFLOP/s = "
-        f"{100 * br['fraction_fast_of_peak']:.0f}% of the peak, {100 * br['ddpm500_fast_fraction_of_peak']:.0f}% "
-        f"inside DDPM-500 (eager {100 * br['ddpm500_ours_fraction_of_peak']:.0f}%). "
-        f"Peak: the {_conv_name(*PEAK_CONV)} NHWC "
+        f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP; time, rate and share of the "
+        f"peak alone (and inside DDPM-500, loop included): {forwards}. Peak: the {_conv_name(*PEAK_CONV)} NHWC "
         f"convolution timed in the same rounds, {br['peak_conv_gflops_s']:.0f} GFLOP/s in its best round (the "
         f"fastest dense kernel measured after the rounds: {br['dense_peak_gflops_s']:.0f}, against which the fast "
-        f"forward's best round is {100 * br['model_fast_gflops_s'] / br['dense_peak_gflops_s']:.0f}%); fractions "
-        "are the median of the rounds' ratios. Against the best BLAS matmul "
-        f"({br['matmul_peak_gflops_s']:.0f} GFLOP/s): eager {100 * br['fraction_of_matmul_peak']:.0f}%, "
-        f"fast {100 * br['fraction_fast_of_matmul_peak']:.0f}%.",
-        f"Sampler loop overhead, eager / fast: {overhead} (wall time against the forward passes timed alone in the "
-        "same rounds; median of the rounds).",
+        f"forward's best round is {100 * br['model_fast_gflops_s'] / br['dense_peak_gflops_s']:.0f}%); shares "
+        f"are the median of the rounds' ratios. Against the best BLAS matmul ({br['matmul_peak_gflops_s']:.0f} "
+        f"GFLOP/s): {of_matmul}.",
+        f"Sampler loop overhead, eager / channels_last / fast: {overhead} (wall time against the forward passes "
+        "timed alone in the same rounds; median of the rounds).",
         f"The loops alone (a no-cost stand-in model): {loops} of the eager sampler's wall time.",
         "Dense kernels, GFLOP/s: "
         + ", ".join(f"{n}: {v:.0f}" for n, v in br["dense_gflops_s_by_kernel"].items())

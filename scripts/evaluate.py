@@ -111,8 +111,7 @@ def main(argv=None) -> int:
         weights = Path(args.weights)
         device = du.get_device(args.device)
         model = du.load_model(weights, device=device)
-        if args.fast:
-            model = du.speed_up(model, freeze=True)
+        model = du.speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         schedule = du.DDPMSchedule(device=device)
         classifier, card = du.load_or_train_classifier(args.classifier, args.data, progress=progress)
         result = du.evaluate(

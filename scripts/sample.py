@@ -91,8 +91,7 @@ def main(argv=None) -> int:
     try:
         device = du.get_device(args.device)
         model = du.load_model(args.weights, device=device)
-        if args.fast:
-            model = du.speed_up(model, freeze=True)
+        model = du.speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         context = parse_context(args.context, model.n_cfeat)
         if args.per_class is not None:
             if context is not None or args.per_class < 1:

@@ -94,8 +94,9 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     best, runs, first_call_s, peak_flop = bench.bench_sampling(
         model, fast, schedule, n_sample=2, repeat=2, peak=(2, 8, 8, 3), peak_reps=3
     )
-    loops = {f"{s}_{tag}" for s in ("ddpm500", "ddim25", "dpm15") for tag in ("ours", "fast")}
-    assert set(best) == loops | {"ddpm500_course", "ddim25_course", "forwards", "forwards_fast", "peak_conv"}
+    loops = {f"{s}_{tag}" for s in ("ddpm500", "ddim25", "dpm15") for tag in ("ours", "nhwc", "fast")}
+    loops |= {"forwards", "forwards_nhwc", "forwards_fast"}
+    assert set(best) == loops | {"ddpm500_course", "ddim25_course", "peak_conv"}
     assert all(len(v) == 2 and min(v) == best[k] > 0 for k, v in runs.items()) and first_call_s > 0
     assert peak_flop == 3 * 2 * 2 * 8 * 8 * 9 * 8 * 8  # reps x 2 x batch x c_in x c_out x k^2 x pixels
     small_peak = bench.dense_peak_gflops
@@ -109,7 +110,8 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     assert br["forward_ms"] > 0 and br["forward_fast_ms"] > 0 and br["model_gflop_per_forward"] > 0
     for sampler in ("ddpm500", "ddim25", "dpm15"):
         assert 0 < br[f"{sampler}_loop_only_s"]
-        assert br[f"{sampler}_ours_overhead_pct"] < 100 and br[f"{sampler}_fast_overhead_pct"] < 100
+        assert all(br[f"{sampler}_{tag}_overhead_pct"] < 100 for tag in ("ours", "nhwc", "fast"))
+    assert br["forward_nhwc_ms"] > 0 and 0 < br["fraction_nhwc_of_peak"]
 
 
 def test_benchmark_fraction_of_peak_is_the_median_of_the_rounds_ratios(monkeypatch):
@@ -124,11 +126,11 @@ def test_benchmark_fraction_of_peak_is_the_median_of_the_rounds_ratios(monkeypat
     peak_flop, fw, fw_fast, peak_s, step = 1e9, 0.5, 0.25, 0.1, 0.004  # fw: seconds for 100 forwards
     slow = [1, 2, 3, 1]
     runs = {"peak_conv": [peak_s * k for k in slow[:3]] + [peak_s / 2]}
-    runs["forwards"] = [fw * k for k in slow[:3]] + [fw * 5]
-    runs["forwards_fast"] = [fw_fast * k for k in slow[:3]] + [fw_fast * 5]
+    for name, forwards in (("forwards", fw), ("forwards_nhwc", fw), ("forwards_fast", fw_fast)):
+        runs[name] = [forwards * k for k in slow[:3]] + [forwards * 5]
     for sampler, steps in bench.OUR_STEPS.items():
-        runs[f"{sampler}_ours"] = [steps * step * k for k in slow]
-        runs[f"{sampler}_fast"] = [steps * step * k for k in slow]
+        for tag in ("ours", "nhwc", "fast"):
+            runs[f"{sampler}_{tag}"] = [steps * step * k for k in slow]
     best = {k: min(v) for k, v in runs.items()}
     br = bench.bench_breakdown(model, du.DDPMSchedule(), 2, best, runs, peak_flop, repeat=1)
     peak_rate = peak_flop / peak_s  # FLOP/s
@@ -154,6 +156,9 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     table = "\n".join(lines)
     for label in ("DDPM-500, 2 sprites", "DDIM-25, 2 sprites", "DPM-Solver++-15, 2 sprites", "1.50x faster"):
         assert label in table
+    header = lines[0].split("|")
+    ddpm = next(line for line in lines if line.startswith("| DDPM-500")).split("|")
+    assert len(ddpm) == len(header) == 9 and all(cell.strip() for cell in ddpm[1:-1])  # every column filled
     assert {"sampling_s", "training", "breakdown", "fast_first_call_s"} <= set(report)
 
 

@@ -336,11 +336,12 @@ QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20), ("dpm-sde", 10), ("d
 def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):
     """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``.
 
+    The model runs as the notebooks and scripts run it by default (``du.speed_up``: eager, channels_last).
     ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
     the evaluation itself samples in batches of ``batch_size``. With ``eval_dir`` each setting's full
     evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
     """
-    model = du.load_model(weights)
+    model = du.speed_up(du.load_model(weights))
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:

@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    result = {"weights": str(weights), "classifier_path": str(args.classifier), **result}
-    table = du.evaluation_markdown(result, title=f"Evaluation of `{weights}`")
+    result = {"weights": du.repo_path(weights), "classifier_path": du.repo_path(args.classifier), **result}
+    table = du.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
     print(table)
     default_json = du.REPO_ROOT / "runs" / "eval" / f"{weights.stem}_{result['sampler']}-{result['steps']}.json"
     outputs = [(Path(args.out_json or default_json), json.dumps(result, indent=2) + "\n")]

@@ -271,3 +271,8 @@ def test_cli_rejects_bad_arguments():
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = run_cli("--n-fd", "-3")
     assert r.returncode == 2 and ">= 1" in r.stderr
+
+
+def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):
+    assert du.repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
+    assert du.repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given

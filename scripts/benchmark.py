@@ -278,9 +278,9 @@ class _NullModel(torch.nn.Module):
 def bench_breakdown(model, schedule, n_sample, best, runs, peak_flop, repeat=3):
     """Forward time alone, the loops' own cost, FLOP rate, and the dense peak, all in this run.
 
-    The forward times (eager and fast) are the best of the rounds of ``bench_sampling``
-    (interleaved with the samplers); the FLOPs are counted once, on the eager model (the fast
-    one does the same convolutions). Fraction of peak, per round and then the median over the
+    The forward times (one per model of ``VARIANTS``) are the best of the rounds of
+    ``bench_sampling`` (interleaved with the samplers); the FLOPs are counted once, on the eager
+    model (the others do the same convolutions). Fraction of peak, per round and then the median over the
     rounds: the model's GFLOP/s (forward block alone, and inside DDPM-500 with the loop's own
     cost included) over the GFLOP/s of the peak convolution timed in the same round
     (``peak_flop`` FLOPs per run). ``dense_peak_gflops`` is measured once more after the rounds

@@ -45,12 +45,6 @@ DATA_DIR = REPO_ROOT / "data"
 WEIGHTS_DIR = REPO_ROOT / "weights"
 
 
-def repo_path(path) -> str:
-    """``path`` as written into reports: relative to the repository when inside it (no local paths)."""
-    full = Path(path).resolve()
-    return str(full.relative_to(REPO_ROOT)) if full.is_relative_to(REPO_ROOT) else str(path)
-
-
 #: The five sprite classes, in the order of the label vector.
 CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from provenance import repo_path
+
 import diffusion_utilities as du
 
 
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    result = {"weights": du.repo_path(weights), "classifier_path": du.repo_path(args.classifier), **result}
+    result = {"weights": repo_path(weights), "classifier_path": repo_path(args.classifier), **result}
     table = du.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
     print(table)
     default_json = du.REPO_ROOT / "runs" / "eval" / f"{weights.stem}_{result['sampler']}-{result['steps']}.json"

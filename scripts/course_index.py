@@ -56,7 +56,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 68em; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; }
 .lead { color: #444; margin-top: 0; }
-.lessons { display: grid; grid-template-columns: repeat(auto-fit, minmax(18em, 1fr)); gap: 1.2em; margin: 1.5em 0; }
+.lessons { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 1.2em; margin: 1.5em 0; }
+@media (max-width: 44em) { .lessons { grid-template-columns: 1fr; } }
 .lesson { border: 1px solid #ddd; border-radius: 8px; padding: 0.8em 1em; }
 .lesson h2 { font-size: 1.15em; margin: 0.2em 0 0.4em 0; }
 .lesson img { display: block; max-width: 100%; max-height: 22em; margin: 0.6em auto; image-rendering: pixelated; }

@@ -54,42 +54,55 @@ def render_output(output: dict) -> str:
     return ""
 
 
-def render_widget(model_id: str, models: dict, depth: int = 0) -> str:
-    """A widget and its children (boxes, sliders, outputs) as static HTML, from the saved widget state."""
+def render_widget(model_id: str, models: dict, depth: int = 0) -> tuple[str, bool]:
+    """A widget and its children as static HTML from the saved widget state, and whether any is a control.
+
+    Boxes lay out their children, an Output shows what it captured, a slider is drawn greyed out at its
+    value, a progress bar (tqdm's) as a <progress> element; a control is anything the reader would move.
+    """
     model = models.get(model_id)
     if model is None or depth > 20:
-        return ""
+        return "", False
     name, state = model.get("model_name", ""), model.get("state", {})
     if name == "OutputModel":
-        return "".join(render_output(o) for o in state.get("outputs", []))
+        return "".join(render_output(o) for o in state.get("outputs", [])), False
     children = [c.removeprefix("IPY_MODEL_") for c in state.get("children", [])]
     if children:
-        inner = "".join(render_widget(c, models, depth + 1) for c in children)
-        return f'<div class="frozen-row">{inner}</div>' if name == "HBoxModel" else f"<div>{inner}</div>"
+        parts = [render_widget(c, models, depth + 1) for c in children]
+        inner = "".join(part for part, _ in parts)
+        row = name == "HBoxModel"
+        return (f'<div class="frozen-row">{inner}</div>' if row else f"<div>{inner}</div>"), any(c for _, c in parts)
     label = html.escape(str(state.get("description", "")))
-    if "SliderModel" in name and not isinstance(state.get("value"), list):
+    value = state.get("value", "")
+    if name in ("HTMLModel", "HTMLMathModel"):
+        return f"<span>{value}</span>", False  # already HTML (tqdm writes its counters this way)
+    if "ProgressModel" in name:
+        return f'<progress max="{state.get("max", 100)}" value="{value}"></progress>', False
+    if "SliderModel" in name and not isinstance(value, list):
         bounds = " ".join(f'{k}="{state[k]}"' for k in ("min", "max", "step") if k in state)
-        value = state.get("value", "")
-        return f'<label>{label} <input type="range" disabled {bounds} value="{value}"> {value}</label>'
+        return f'<label>{label} <input type="range" disabled {bounds} value="{value}"> {value}</label>', True
     if "value" in state:
-        return f"<label>{label} {html.escape(str(state['value']))}</label>"
-    return ""
+        return f"<label>{label} {html.escape(str(value))}</label>", name not in ("LabelModel", "ValidModel")
+    return "", False
 
 
 def freeze_widgets(nb) -> None:
-    """Replace each widget output of nb (in place) by a still picture of its first state."""
+    """Replace each widget output of nb (in place) by a still picture of its first state.
+
+    Widgets with controls (sliders) get a note that they move in Jupyter; a progress bar is just drawn.
+    """
     models = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
         for index, output in enumerate(cell.get("outputs", [])):
             view = output.get("data", {}).get(WIDGET_VIEW)
             if view is None:
                 continue
-            picture = render_widget(view.get("model_id", ""), models)
+            picture, has_controls = render_widget(view.get("model_id", ""), models)
             if not picture:
-                plain = "".join(output["data"].get("text/plain", ""))
-                picture = f"<pre>{html.escape(plain)}</pre>"
-            frozen = f'<div class="frozen-widget"><p class="frozen-note">{FROZEN_NOTE}</p>{picture}</div>'
-            cell.outputs[index] = {"output_type": "display_data", "data": {"text/html": frozen}, "metadata": {}}
+                picture = f"<pre>{html.escape(''.join(output['data'].get('text/plain', '')))}</pre>"
+            if has_controls:
+                picture = f'<div class="frozen-widget"><p class="frozen-note">{FROZEN_NOTE}</p>{picture}</div>'
+            cell.outputs[index] = {"output_type": "display_data", "data": {"text/html": picture}, "metadata": {}}
     nb.metadata.pop("widgets", None)
 
 

@@ -77,7 +77,7 @@ def player_count(notebook: Path) -> int:
 
 def find_chromium() -> str | None:
     if os.environ.get("CHROMIUM"):
-        return os.environ["CHROMIUM"]
+        return os.environ["CHROMIUM"] if Path(os.environ["CHROMIUM"]).is_file() else None
     for name in BROWSERS:
         found = shutil.which(name) or (name if Path(name).is_file() else None)
         if found:

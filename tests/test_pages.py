@@ -146,7 +146,8 @@ def open_page(browser):
 def network_problems(opened: OpenPage, label: str) -> list[str]:
     problems = []
     if opened.requests:
-        problems.append(f"{label} asked the network for {len(opened.requests)} file(s): {opened.requests[:4]}")
+        asked = sorted(set(opened.requests))
+        problems.append(f"{label} asked the network {len(opened.requests)} time(s), for: {asked[:6]}")
     if opened.errors:
         problems.append(f"{label} threw JavaScript errors: {opened.errors[:3]}")
     return problems

@@ -70,8 +70,8 @@ def render_widget(model_id: str, models: dict, depth: int = 0) -> tuple[str, boo
     if children:
         parts = [render_widget(c, models, depth + 1) for c in children]
         inner = "".join(part for part, _ in parts)
-        row = name == "HBoxModel"
-        return (f'<div class="frozen-row">{inner}</div>' if row else f"<div>{inner}</div>"), any(c for _, c in parts)
+        layout = "frozen-row" if name == "HBoxModel" else "frozen-column"
+        return f'<div class="{layout}">{inner}</div>', any(c for _, c in parts)
     label = html.escape(str(state.get("description", "")))
     value = state.get("value", "")
     if name in ("HTMLModel", "HTMLMathModel"):

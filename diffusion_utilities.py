@@ -1,19 +1,22 @@
 """The shared code of the Sprite Diffusion course, in the order the lessons meet it.
 
-Every notebook imports this one module; nothing a lesson needs is defined twice.
+Every notebook imports this one module; nothing a lesson needs is defined twice. The lessons write
+each algorithm out in their cells and then show that the function here does the same thing.
 
 Sections
 --------
 1. Model      ResidualConvBlock, UnetDown, UnetUp, EmbedFC, ContextUnet
-2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the step functions
+2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the one-step formulas
               (perturb_input, denoise_add_noise, denoise_ddim)
-3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver
+3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver, sample_dpm_solver_sde
 4. Data       transform, CustomDataset, sprite_files
-5. Training   diffusion_loss, EMA, TrainConfig, train (checkpoints, resume)
-6. Weights    save_model, load_model
+5. Training   diffusion_loss, drop_context, EMA, train (a plain loop)
+6. Weights    save_model, load_model (safe: never unpickles code)
 7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
 8. Explorers  the functions behind the notebooks' widgets
-9. Evaluation sprite classifier, context accuracy, sprite FD, novelty
+
+Tooling no lesson calls lives beside its users in scripts/: the resumable training run, the
+evaluation suite, the compiled speed path, the benchmark.
 
 Conventions: images are float tensors (B, C, H, W) scaled to [-1, 1]; a context is a
 (B, n_cfeat) float tensor (one-hot for a class, any mix for blends, zeros for "no

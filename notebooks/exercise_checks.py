@@ -550,7 +550,11 @@ def check_guided_noise(fn) -> Verdict:
 # Lesson 4, exercise 1: a DDIM step with eta > 0
 # =================================================================================================
 def _ddim(x, t, t_prev, eps, z, eta, signal_ab=None, direction_ab=None, var_power=2, eta_power=2, direction=True):
-    """One DDIM step with knobs for the mistakes (all None/defaults: schedule.denoise_ddim's formula)."""
+    """One DDIM step (Song et al. 2021, eq. 12) with knobs for the mistakes; the defaults give the right step.
+
+    x0_hat = (x - sqrt(1 - ab_t) eps) / sqrt(ab_t), sigma^2 = eta^2 (1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev),
+    x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z.
+    """
     ab, ab_prev = SCHEDULE.ab_t[t], SCHEDULE.ab_t[t_prev]
     x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
     var = eta**eta_power * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
@@ -569,9 +573,6 @@ def check_ddim_step(fn) -> Verdict:
 
     def run(*args):
         return fn(*args, SCHEDULE)
-
-    def right(x, t, t_prev, eps, z, eta):
-        return SCHEDULE.denoise_ddim(x, t, t_prev, eps, eta=eta, z=z)
 
     ab = SCHEDULE.ab_t
     ab_prev_hint = (
@@ -601,7 +602,7 @@ def check_ddim_step(fn) -> Verdict:
     return _compare(
         run,
         probes,
-        right,
+        _ddim,
         mistakes,
         "your step is schedule.denoise_ddim: eta = 0 is plain DDIM, eta = 1 with t_prev = t - 1 is the DDPM step "
         "with the posterior variance, and eta in between mixes fresh noise into the DDIM jump.",

@@ -526,6 +526,14 @@ def ddim_step_in_floats(x_t, t, t_prev, eps, z, eta, schedule):
     return math.sqrt(ab_prev) * x0_hat + math.sqrt(1 - ab_prev - sigma**2) * eps + sigma * z
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_step_right_answer_is_the_module_step(eta):
+    x, eps, z = torch.randn(3, 2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    for t, t_prev in [(500, 480), (300, 100), (20, 0)]:
+        want = ec.SCHEDULE.denoise_ddim(x, t, t_prev, eps, eta=eta, z=z)
+        assert torch.allclose(ec._ddim(x, t, t_prev, eps, z, eta), want, atol=1e-6)
+
+
 @pytest.mark.parametrize("fn", [ddim_step_via_variance, ddim_step_in_floats])
 def test_ddim_step_other_correct_solutions_pass(fn):
     assert_correct(ec.check_ddim_step(fn))

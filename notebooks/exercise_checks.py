@@ -141,10 +141,11 @@ def _compare(fn, probes, right, mistakes, meaning: str) -> Verdict:
 class StandInNet(nn.Module):
     """A stand-in for the trained network: a fixed formula with ContextUnet's call signature.
 
-    ``net(x, t, c=None)``: x (B, C, H, W), t (B,) or (B, 1, 1, 1) holding t / T, c (B, n_cfeat)
-    or None (= zeros) -> (B, C, H, W): ``tanh(x) (1/2 + t / (1 + t)) + c . class_shift``. It is no
-    denoiser, but its output depends on x, t and c, so a sampler or a loss built on it has one right
-    answer that the course module computes. It counts its calls and the images they carried.
+    ``net(x, t, c=None)``: x (B, C, H, W), t (B,) or (B, 1, 1, 1) holding t / T (or a single time
+    for the batch, as the original course passes it), c (B, n_cfeat) or None (= zeros) ->
+    ``tanh(x) (1/2 + t / (1 + t)) + c . class_shift``, (B, C, H, W). It is no denoiser, but its
+    output depends on x, t and c, so a sampler or a loss built on it has one right answer that the
+    course module computes. It counts its calls and the images they carried.
     """
 
     def __init__(self, n_cfeat: int = 5):
@@ -155,9 +156,12 @@ class StandInNet(nn.Module):
 
     def forward(self, x, t, c=None):
         b = x.shape[0]
-        if not torch.is_tensor(t) or t.numel() != b:
+        if not torch.is_tensor(t) or t.numel() not in (1, b):
             got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(f"the network expects t as a tensor of shape ({b},) holding t / T, got {got}.")
+            raise ValueError(
+                f"the network expects t as a tensor of shape ({b},) holding t / T (or one time for the whole "
+                f"batch, shape (1, 1, 1, 1)), got {got}."
+            )
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             got = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
             raise ValueError(f"the network expects a context of shape ({b}, {self.n_cfeat}) or None, got {got}.")

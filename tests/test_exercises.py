@@ -598,7 +598,8 @@ def ddim_sample_with_module_step(model, x_T, schedule, n):
     x = x_T
     for k in range(n):
         t = steps[k]
-        x = schedule.denoise_ddim(x, t, steps[k + 1], model(x, torch.full((len(x), 1, 1, 1), t / schedule.T)))
+        time = torch.tensor([t / schedule.T])[:, None, None, None]  # one time for the batch, as the course writes it
+        x = schedule.denoise_ddim(x, t, steps[k + 1], model(x, time))
     return x
 
 

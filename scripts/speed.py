@@ -50,8 +50,9 @@ class CompiledWithFallback(nn.Module):
         except (KeyboardInterrupt, ValueError):
             raise  # a stop, or the model's own check of its inputs: not a failure to compile
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            self.failed = f"{type(err).__name__}: {first}"
+            # the first two lines: dynamo wraps a backend's error as "backend='x' raised:\n<the error>"
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()][:2]
+            self.failed = f"{type(err).__name__}: {' '.join(lines) or 'no message'}"
             warnings.warn(
                 f"Compiling the model failed ({self.failed[:300]}); running it eagerly instead (same results, "
                 "slower). Unset COURSE_FAST / drop --fast to skip compiling.",

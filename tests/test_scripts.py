@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from conftest import ROOT, du
+from speed import speed_up
 
 
 def run(script, *args):
@@ -89,7 +90,7 @@ def _load_script(name):
 def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     bench = _load_script("benchmark")
     model = du.ContextUnet(3, 8, 5, 8)
-    fast = du.speed_up(copy.deepcopy(model))  # channels_last; compiling is tested in test_speed
+    fast = speed_up(copy.deepcopy(model))  # channels_last; compiling is tested in test_speed
     schedule = du.DDPMSchedule(timesteps=500)
     best, runs, first_call_s, peak_flop = bench.bench_sampling(
         model, fast, schedule, n_sample=2, repeat=2, peak=(2, 8, 8, 3), peak_reps=3

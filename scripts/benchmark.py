@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import evaluation
 import numpy as np
 import torch
 
@@ -329,12 +330,12 @@ def bench_breakdown(model, schedule, n_sample, best, runs, peak_flop, repeat=3):
 
 
 # -- quality against cost -----------------------------------------------------------------------
-QUALITY_SETTINGS = [("ddpm", 500), ("ddpm-strided", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
+QUALITY_SETTINGS = [("ddpm", 500), ("ddpm", 100), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100)]
 QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20), ("dpm-sde", 10), ("dpm-sde", 15), ("dpm-sde", 20)]
 
 
 def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):
-    """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``.
+    """Every (sampler, steps) of QUALITY_SETTINGS through ``evaluation.evaluate`` (scripts/evaluation.py).
 
     The model runs as the notebooks and scripts run it by default (``du.speed_up``: eager, channels_last).
     ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
@@ -346,8 +347,8 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:
-        n = steps if sampler != "ddpm" else None
-        res = du.evaluate(
+        n = None if (sampler, steps) == ("ddpm", 500) else steps  # None: DDPM on all T steps
+        res = evaluation.evaluate(
             model,
             schedule,
             sampler=sampler,
@@ -359,7 +360,7 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
         )
         res = {"weights": str(weights), **res}
         seconds_32 = timed(
-            lambda n=n, sampler=sampler: du.draw_sprites(
+            lambda n=n, sampler=sampler: evaluation.draw_sprites(
                 model, schedule, 32, sampler=sampler, steps=n, batch_size=32, progress=False
             )
         )[0]
@@ -378,7 +379,9 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
             stem = Path(eval_dir) / f"{sampler}{steps}"
             stem.parent.mkdir(parents=True, exist_ok=True)
             stem.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-            stem.with_suffix(".md").write_text(du.evaluation_markdown(res, f"{weights}, {sampler}-{steps}") + "\n")
+            stem.with_suffix(".md").write_text(
+                evaluation.evaluation_markdown(res, f"{weights}, {sampler}-{steps}") + "\n"
+            )
         if progress:
             print(
                 f"  {sampler}-{steps}: accuracy {rows[-1]['context_accuracy']:.3f}, FD {rows[-1]['fd']:.2f}, "
@@ -390,7 +393,7 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
 
 SAMPLER_LABELS = {
     "ddpm": "DDPM",
-    "ddpm-strided": "DDPM on fewer steps",
+    "ddpm-strided": "DDPM on fewer steps",  # rows of reports written before it became ("ddpm", 100)
     "ddim": "DDIM",
     "dpm": "DPM-Solver++(2M)",
     "dpm-sde": "SDE-DPM-Solver++(2M)",

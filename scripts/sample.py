@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import cli
 import numpy as np
 import torch
 
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
     p.add_argument("--gif", default=None, help="also write the denoising animation as a GIF")
     p.add_argument("--npy", default=None, help="also write the sprites as uint8 (N, 16, 16, 3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--fast",

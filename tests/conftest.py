@@ -1,4 +1,4 @@
-"""Shared test helpers: the repo on sys.path and small stand-in noise predictors."""
+"""Shared test helpers: the repo and scripts/ on sys.path, and small stand-in noise predictors."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # the tooling modules: evaluation, ...
 
 import diffusion_utilities as du  # noqa: E402
 

@@ -1264,23 +1264,92 @@ def save_model(model: nn.Module, path) -> Path:
     return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
-def _safe_torch_load(path, what: str = "weights file"):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
+def _missing_file_message(path: Path, what: str) -> str:
+    """Why ``path`` is not there, and the one fix that fits: restore, fix the path, or train."""
+    full = path.resolve()
+    if full.parent == WEIGHTS_DIR.resolve():
+        return (
             f"No {what} at {path}. The course's trained weights ship in weights/ "
             "(restore them with `git checkout -- weights/`), or train your own with "
             "`python scripts/train.py --help`."
         )
+    where = f" ({full})" if not path.is_absolute() else ""
+    hint = ""
+    if not path.is_absolute() and (REPO_ROOT / path).exists():
+        hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
+    return (
+        f"No {what} at {path}{where}.{hint} Check the path; the course's own weights are in {WEIGHTS_DIR}/, "
+        "or train your own with `python scripts/train.py --help`."
+    )
+
+
+def _not_torch_file(path: Path) -> str | None:
+    """What ``path`` looks like when it cannot be a file written by ``torch.save``; None if it might be."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK"):  # a zip archive, torch.save's format (a truncated one is left to torch.load)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                if not any(name.endswith("data.pkl") for name in z.namelist()):
+                    return "a zip archive without PyTorch's data.pkl (a .npz of NumPy arrays?)"
+        return None
+    if head.startswith(b"\x80"):
+        return None  # a pickle: torch.save's legacy format, checked by the safe loader
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array file (.npy)"
+    if not head:
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "neither a zip archive nor a pickle"
+
+
+def _pickled_callables(path: Path) -> list[str]:
+    """The non-torch callables a pickle names (``module.name``), read with pickletools: nothing runs."""
+    import pickletools
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    else:
+        data = path.read_bytes()
+    names, strings = [], []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            names.append(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(f"{strings[-2]}.{strings[-1]}")
+        elif isinstance(arg, str):
+            strings.append(arg)
+    return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
+
+
+def _safe_torch_load(path, what: str = "weights file"):
+    """``torch.load(path, weights_only=True)`` with one-line errors: missing, not a PyTorch file, holds code."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(_missing_file_message(path, what))
+    kind = _not_torch_file(path)
+    if kind is not None:
+        raise ValueError(f"{path} is not a PyTorch {what}: it is {kind}. Pass a .pth saved by the course.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported object"
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False: an unsafe load the course never suggests.
+        try:
+            called = _pickled_callables(path)
+        except Exception:  # a damaged pickle: say what we know
+            called = []
+        detail = f" (it would call {', '.join(called[:3])})" if called else ""
         raise ValueError(
-            f"{path} holds more than plain tensors and was refused (loading it could run code): {first}"
+            f"{path} holds Python objects besides tensors{detail} and was refused: unpickling them could run "
+            "code. Save weights as a plain state dict: torch.save(model.state_dict(), path)."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable PyTorch {what} (corrupt or truncated?): {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable PyTorch {what} (corrupt or truncated?): {first}") from None
 
 
 def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Measure the course's speed, side by side with the original course's habits, on this machine.
 
-One run prints a table and writes JSON (and, with --quality, docs/quality_vs_steps.png):
+One run prints a table and writes JSON (and, with --quality, a plot) into runs/benchmark/; the committed
+copies in docs/ are rewritten only when asked (--out docs/benchmark.json --plot docs/quality_vs_steps.png):
 
 1. Sampling 32 sprites, DDPM-500 and DDIM-25: loops written the way the original course writes
    them (a print every step, the time tensor rebuilt and moved to the device every step, every
@@ -537,9 +538,15 @@ def main(argv=None) -> int:
     p.add_argument("--n-per-class", type=int, default=100, help="quality sweep: sprites per class (default 100)")
     p.add_argument("--n-fd", type=int, default=1000, help="quality sweep: sprites for the FD (default 1000)")
     p.add_argument("--data", default=None, help="sprite folder (default data/)")
-    p.add_argument("--out", default="docs/benchmark.json", help="JSON output (default docs/benchmark.json)")
     p.add_argument(
-        "--plot", default="docs/quality_vs_steps.png", help="quality plot (default docs/quality_vs_steps.png)"
+        "--out",
+        default=str(du.REPO_ROOT / "runs" / "benchmark" / "benchmark.json"),
+        help="JSON output (default runs/benchmark/benchmark.json; the committed one is docs/benchmark.json)",
+    )
+    p.add_argument(
+        "--plot",
+        default=str(du.REPO_ROOT / "runs" / "benchmark" / "quality_vs_steps.png"),
+        help="quality plot (default runs/benchmark/quality_vs_steps.png; committed: docs/quality_vs_steps.png)",
     )
     p.add_argument("--batch-size", type=int, default=250, help="quality sweep: sprites per sampling batch (250)")
     p.add_argument("--eval-dir", default=None, help="quality sweep: also write each evaluation here (JSON + md)")

@@ -277,3 +277,34 @@ def test_cli_rejects_bad_arguments():
 def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):
     assert du.repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
     assert du.repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given
+
+
+# -- the shipped judge: used only with its own data, never overwritten ----------------------------
+
+
+def test_the_shipped_judge_is_never_overwritten_and_other_data_gets_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CLASSIFIER_CACHE", tmp_path / "judges")
+    shipped = {p: p.read_bytes() for p in (ev.CLASSIFIER_PATH, ev.CLASSIFIER_PATH.with_suffix(".json"))}
+    data = tmp_path / "other"
+    data.mkdir()
+    images, labels = colour_sprites(60)
+    np.save(data / "sprites_16x16.npy", images)
+    np.save(data / "sprite_labels_16x16.npy", labels)
+    for path in (None, ev.CLASSIFIER_PATH):  # the default, and the shipped file named outright
+        _, card = ev.load_or_train_classifier(path, data, epochs=1, width=4, progress=False)
+        assert card["path"].startswith(str(tmp_path / "judges"))
+        assert "not used" in card["note_for_user"] and "another sprite set" in card["note_for_user"]
+    assert all(p.read_bytes() == content for p, content in shipped.items())
+    cached = json.loads((tmp_path / "judges").glob("*/sprite_classifier.json").__next__().read_text())
+    assert cached["dataset"]["images_sha256"] == du.file_sha256(data / "sprites_16x16.npy")
+
+
+def test_the_shipped_judge_is_used_with_the_data_it_was_trained_on(monkeypatch, tmp_path):
+    card = json.loads(ev.CLASSIFIER_PATH.with_suffix(".json").read_text())
+    images, _ = du.sprite_files()
+    if du.file_sha256(images) != card["dataset"]["images_sha256"]:
+        pytest.skip("data/ is not the sprite set the shipped judge was trained on")
+    monkeypatch.setattr(ev, "CLASSIFIER_CACHE", tmp_path / "judges")
+    _, used = ev.load_or_train_classifier(progress=False)
+    assert used["path"] == str(ev.CLASSIFIER_PATH) and not used.get("note_for_user")
+    assert not (tmp_path / "judges").exists()

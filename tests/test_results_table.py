@@ -22,7 +22,6 @@ def test_readme_results_table_is_the_one_built_from_the_evaluation_files():
 
 
 def test_a_changed_figure_is_caught(monkeypatch):
-    label, guided, candidates = results_table.ROWS[0]
     real = results_table.evaluations()
     changed = [(*row[:3], json.loads(json.dumps(row[3]))) for row in real]
     changed[0][3]["context_accuracy"]["overall"] += 0.01

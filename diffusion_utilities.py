@@ -46,12 +46,6 @@ DATA_DIR = REPO_ROOT / "data"
 WEIGHTS_DIR = REPO_ROOT / "weights"
 
 
-def repo_path(path) -> str:
-    """``path`` as written into reports: relative to the repository when inside it (no local paths)."""
-    full = Path(path).resolve()
-    return str(full.relative_to(REPO_ROOT)) if full.is_relative_to(REPO_ROOT) else str(path)
-
-
 #: The five sprite classes, in the order of the label vector.
 CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
@@ -884,17 +878,6 @@ class CustomDataset(torch.utils.data.Dataset):
         """All images (N, 3, H, W) in [-1, 1] and contexts (N, n_cfeat), as two tensors."""
         images = self.images if self.images is not None else images_to_tensor(self.sprites)
         return images, self.labels
-
-
-def file_sha256(path) -> str:
-    """The sha256 hex digest of a file."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # =============================================================================

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import evaluation
 import numpy as np
 import torch
+from provenance import repo_path
 
 import diffusion_utilities as du
 
@@ -344,7 +345,7 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
     evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
     """
     model = du.speed_up(du.load_model(weights))
-    weights = du.repo_path(weights)  # as written into the reports
+    weights = repo_path(weights)  # as written into the reports
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:

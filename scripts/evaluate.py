@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cli
 import evaluation
+from provenance import repo_path
 
 import diffusion_utilities as du
 
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    result = {"weights": du.repo_path(weights), "classifier_path": du.repo_path(card["path"]), **result}
+    result = {"weights": repo_path(weights), "classifier_path": repo_path(card["path"]), **result}
     table = evaluation.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
     print(table)
     default_json = du.REPO_ROOT / "runs" / "eval" / f"{weights.stem}_{result['sampler']}-{result['steps']}.json"

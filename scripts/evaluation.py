@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from provenance import file_sha256, repo_path
 from tqdm.auto import tqdm
 
 import diffusion_utilities as du
@@ -312,7 +313,7 @@ def load_or_train_classifier(
     line saying why the shipped judge was not used).
     """
     sfile, lfile = du.sprite_files(data_dir)
-    hashes = {"images_sha256": du.file_sha256(sfile), "labels_sha256": du.file_sha256(lfile)}
+    hashes = {"images_sha256": file_sha256(sfile), "labels_sha256": file_sha256(lfile)}
     wanted = {"held_out": held_out, "seed": seed, "epochs": epochs, "width": width, **hashes}
     cache = CLASSIFIER_CACHE / hashes["images_sha256"][:12] / CLASSIFIER_PATH.name
     shipped = CLASSIFIER_PATH.resolve()
@@ -329,7 +330,7 @@ def load_or_train_classifier(
             why = f"it was trained on another sprite set than {sfile} (sha256 differs)"
         else:
             why = "it was trained with other settings"
-        note = f"The shipped judge {du.repo_path(CLASSIFIER_PATH)} was not used: {why}; using {du.repo_path(cache)}."
+        note = f"The shipped judge {repo_path(CLASSIFIER_PATH)} was not used: {why}; using {repo_path(cache)}."
         path = cache
     path = Path(path)
     card = _read_card(path.with_suffix(".json"))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cli
 import numpy as np
 import torch
+from provenance import file_sha256
 
 import diffusion_utilities as du
 
@@ -73,7 +74,7 @@ def training_record(weights) -> dict | None:
             return {"context": bool(json.loads(run.read_text())["config"]["context"]), "source": str(run)}
         if manifest.exists() and weights.exists():
             info = json.loads(manifest.read_text())
-            digest = du.file_sha256(weights)
+            digest = file_sha256(weights)
             if any(f.get("sha256") == digest for f in info["files"].values()):
                 return {"context": bool(info["config"]["context"]), "source": str(manifest)}
     except (OSError, ValueError, KeyError, TypeError):

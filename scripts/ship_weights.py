@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from provenance import file_sha256, repo_path
+
 import diffusion_utilities as du
 
 
@@ -40,14 +42,14 @@ def refresh_evaluations(out: Path, eval_files: list[Path]) -> int:
     manifest_path = out / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text())
     for name, info in manifest["files"].items():
-        if du.file_sha256(out / name) != info["sha256"]:
+        if file_sha256(out / name) != info["sha256"]:
             print(f"ship_weights.py: error: {out / name} no longer matches MANIFEST.json; ship a run instead")
             return 2
     evals = [json.loads(e.read_text()) for e in eval_files]
     for name, info in manifest["files"].items():
         info["evaluation"] = evaluations_for(evals, (Path(info["source"]).name, name))
     manifest["evaluation"] = evals
-    manifest["evaluation_files"] = [du.repo_path(e) for e in eval_files]
+    manifest["evaluation_files"] = [repo_path(e) for e in eval_files]
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"recorded {len(evals)} evaluations in {manifest_path}")
     return 0
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         shutil.copyfile(src, out / name)
         steps = steps_per_epoch * (epoch + 1)
         files[name] = {
-            "sha256": du.file_sha256(out / name),
+            "sha256": file_sha256(out / name),
             "bytes": (out / name).stat().st_size,
             "source": f"{run.name}/{src.name}",
             "epoch": epoch,
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
         "torch": info["torch"],
         "files": files,
         "evaluation": evals,
-        "loss_log": {"sha256": du.file_sha256(out / "loss_log.csv")},
+        "loss_log": {"sha256": file_sha256(out / "loss_log.csv")},
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(files)} weights files and {out / 'MANIFEST.json'}")

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import ROOT, du, write_sprites
+from provenance import file_sha256, repo_path
 
 
 def exact_gaussian_sample(n, mean, cov, seed=0):
@@ -210,7 +211,7 @@ def test_classifier_is_cached_and_retrained_when_the_data_changes(tmp_path):
     kwargs = dict(epochs=1, width=4, progress=False)
     model, card = ev.load_or_train_classifier(path, tmp_path, **kwargs)
     saved = json.loads(path.with_suffix(".json").read_text())
-    assert saved["dataset"]["images_sha256"] == du.file_sha256(tmp_path / "sprites_16x16.npy")
+    assert saved["dataset"]["images_sha256"] == file_sha256(tmp_path / "sprites_16x16.npy")
     assert {"held_out_accuracy", "split", "epochs", "date"} <= set(saved)
     again, card2 = ev.load_or_train_classifier(path, tmp_path, **kwargs)
     assert card2["date"] == card["date"]
@@ -275,8 +276,8 @@ def test_cli_rejects_bad_arguments():
 
 
 def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):
-    assert du.repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
-    assert du.repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given
+    assert repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
+    assert repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given
 
 
 # -- the shipped judge: used only with its own data, never overwritten ----------------------------
@@ -296,13 +297,13 @@ def test_the_shipped_judge_is_never_overwritten_and_other_data_gets_its_own(tmp_
         assert "not used" in card["note_for_user"] and "another sprite set" in card["note_for_user"]
     assert all(p.read_bytes() == content for p, content in shipped.items())
     cached = json.loads((tmp_path / "judges").glob("*/sprite_classifier.json").__next__().read_text())
-    assert cached["dataset"]["images_sha256"] == du.file_sha256(data / "sprites_16x16.npy")
+    assert cached["dataset"]["images_sha256"] == file_sha256(data / "sprites_16x16.npy")
 
 
 def test_the_shipped_judge_is_used_with_the_data_it_was_trained_on(monkeypatch, tmp_path):
     card = json.loads(ev.CLASSIFIER_PATH.with_suffix(".json").read_text())
     images, _ = du.sprite_files()
-    if du.file_sha256(images) != card["dataset"]["images_sha256"]:
+    if file_sha256(images) != card["dataset"]["images_sha256"]:
         pytest.skip("data/ is not the sprite set the shipped judge was trained on")
     monkeypatch.setattr(ev, "CLASSIFIER_CACHE", tmp_path / "judges")
     _, used = ev.load_or_train_classifier(progress=False)

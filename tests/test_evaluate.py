@@ -309,3 +309,27 @@ def test_the_shipped_judge_is_used_with_the_data_it_was_trained_on(monkeypatch, 
     _, used = ev.load_or_train_classifier(progress=False)
     assert used["path"] == str(ev.CLASSIFIER_PATH) and not used.get("note_for_user")
     assert not (tmp_path / "judges").exists()
+
+
+def test_draw_sprites_calls_samplers_in_the_shared_shape(monkeypatch, schedule):
+    """sample_X(model, schedule, n_sample, steps, context=..., *, guide_w, generator, save_rate, callback,
+    progress)[0]; DDPM with steps None takes the sampler's default (all T steps)."""
+    calls = []
+
+    def fake_sampler(model, schedule, n_sample, steps=None, context=None, *, guide_w=0.0, generator=None,
+                     x_T=None, save_rate=20, callback=None, progress=True):  # fmt: skip
+        calls.append({"steps": steps, "n": n_sample, "context": context, "save_rate": save_rate})
+        callback(0, None)
+        return torch.zeros(n_sample, 3, 16, 16), None, [0]
+
+    monkeypatch.setitem(du.SAMPLERS, "ddpm", fake_sampler)
+    monkeypatch.setitem(du.SAMPLERS, "ddim", fake_sampler)
+    out = ev.draw_sprites(None, schedule, 5, "ddpm", None, batch_size=3, progress=False)
+    assert out.shape == (5, 3, 16, 16) and [c["steps"] for c in calls] == [None, None]
+    assert [c["n"] for c in calls] == [3, 2] and all(c["save_rate"] is None for c in calls)
+    calls.clear()
+    ev.draw_sprites(None, schedule, 2, "ddpm", 100, context=torch.eye(5)[:2], progress=False)
+    assert calls[0]["steps"] == 100 and calls[0]["context"].shape == (2, 5)  # DDPM on 100 of the steps
+    calls.clear()
+    ev.draw_sprites(None, schedule, 2, "ddim", 25, progress=False)
+    assert calls[0]["steps"] == 25

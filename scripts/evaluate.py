@@ -8,7 +8,7 @@ Examples:
     python scripts/evaluate.py --weights runs/ctx/context_model_8.pth --sampler ddim --steps 25 \\
         --n-per-class 20 --n-fd 200                                 # a quick look at a snapshot
 
-What it measures (code: diffusion_utilities.py, section 9):
+What it measures (code: scripts/evaluation.py):
   context accuracy  --n-per-class sprites drawn with each one-hot context (hero, non-hero, food,
                     spell, side-facing): the share a sprite classifier assigns to the class asked for.
   sprite FD         the Frechet distance between --n-fd sprites drawn without context and as many
@@ -20,9 +20,11 @@ What it measures (code: diffusion_utilities.py, section 9):
                     (RMS pixel difference below 0.05 to the nearest one, 1-pixel shifts and mirrors
                     forgiven). The point of the course is sprites that are not in the set.
 
-The judge, a small sprite classifier, is trained on first use (a minute or two on a CPU) and cached
-in weights/sprite_classifier.pth, with its held-out accuracy in weights/sprite_classifier.json.
-Prints a markdown table and writes the figures as JSON (--out-json) and the table (--out-md).
+The judge is a small sprite classifier. The one that ships (weights/sprite_classifier.pth, with its
+held-out accuracy and the hashes of the sprite set it was trained on in weights/sprite_classifier.json)
+is used only for that sprite set. For any other set (--data, or a rebuilt data/) a judge is trained
+(a minute or two on a CPU) and cached in runs/judges/<hash>/; the script says so. Shipped files are
+never written. Prints a markdown table and writes the figures as JSON (--out-json) and the table (--out-md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import cli
+import evaluation
 from provenance import repo_path
 from speed import speed_up
 
@@ -69,7 +73,10 @@ def parse_args(argv=None):
     )
     p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddpm", help="default ddpm (the full T steps)")
     p.add_argument(
-        "--steps", type=_positive_int, default=None, help="sampling steps for ddim and dpm (default: the sampler's)"
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="sampling steps (default: the sampler's; all T = 500 for ddpm, fewer = DDPM on a subsequence)",
     )
     p.add_argument(
         "--guidance",
@@ -86,12 +93,13 @@ def parse_args(argv=None):
     p.add_argument("--no-fd", action="store_true", help="skip the sprite FD (and the sprites it needs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=_positive_int, default=250, help="sprites per sampling batch (default 250)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument(
         "--classifier",
-        default=str(du.CLASSIFIER_PATH),
-        help="the cached judge (trained there if missing or stale); default weights/sprite_classifier.pth",
+        default=None,
+        help="a judge of your own (trained and written there if missing or stale); default: the shipped "
+        "weights/sprite_classifier.pth for the sprite set it was trained on, else a cache in runs/judges/",
     )
     p.add_argument(
         "--out-json", default=None, help="JSON file to write (default runs/eval/<weights>_<sampler>-<steps>.json)"
@@ -116,8 +124,10 @@ def main(argv=None) -> int:
         model = du.load_model(weights, device=device)
         model = speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         schedule = du.DDPMSchedule(device=device)
-        classifier, card = du.load_or_train_classifier(args.classifier, args.data, progress=progress)
-        result = du.evaluate(
+        classifier, card = evaluation.load_or_train_classifier(args.classifier, args.data, progress=progress)
+        if card.get("note_for_user"):
+            print(card["note_for_user"], file=sys.stderr)
+        result = evaluation.evaluate(
             model,
             schedule,
             sampler=args.sampler,
@@ -135,8 +145,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    result = {"weights": repo_path(weights), "classifier_path": repo_path(args.classifier), **result}
-    table = du.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
+    result = {"weights": repo_path(weights), "classifier_path": repo_path(card["path"]), **result}
+    table = evaluation.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
     print(table)
     default_json = du.REPO_ROOT / "runs" / "eval" / f"{weights.stem}_{result['sampler']}-{result['steps']}.json"
     outputs = [(Path(args.out_json or default_json), json.dumps(result, indent=2) + "\n")]

@@ -6,7 +6,7 @@ Examples:
     python scripts/sample.py --sampler ddpm --gif denoise.gif         # the full 500 steps, animated
     python scripts/sample.py --context hero --guidance 2 --n 16       # guided towards one class
     python scripts/sample.py --context 1,0,1,0,0 --npy mix.npy        # a blend: hero + food
-    python scripts/sample.py --per-class 8 --guidance 2 --out docs/samples_per_class.png
+    python scripts/sample.py --per-class 8 --guidance 2 --out per_class.png
 
 --context takes a class name (hero, non-hero, food, spell, side-facing), an index 0-4, or
 five comma-separated weights. --guidance W is classifier-free guidance (0 = off):
@@ -16,14 +16,17 @@ eps = (1 + W) eps(x, c) - W eps(x, 0).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import cli
 import numpy as np
 import torch
+from provenance import file_sha256
 from speed import speed_up
 
 import diffusion_utilities as du
@@ -56,13 +59,37 @@ def parse_context(text: str | None, n_cfeat: int = 5) -> torch.Tensor | None:
     )
 
 
+def training_record(weights) -> dict | None:
+    """How ``weights`` was trained, from the files the project writes: ``{"context": bool, "source": str}``.
+
+    Looks for run.json beside the file (scripts/train.py writes one per run), then for the
+    file's sha256 in weights/MANIFEST.json. None when neither says. (The shipped
+    model_trained.pth is byte-identical to context_model_trained.pth, so the manifest
+    records it as trained with context: guidance works with it.)
+    """
+    weights = Path(weights)
+    run = weights.parent / "run.json"
+    manifest = du.WEIGHTS_DIR / "MANIFEST.json"
+    try:
+        if run.exists():
+            return {"context": bool(json.loads(run.read_text())["config"]["context"]), "source": str(run)}
+        if manifest.exists() and weights.exists():
+            info = json.loads(manifest.read_text())
+            digest = file_sha256(weights)
+            if any(f.get("sha256") == digest for f in info["files"].values()):
+                return {"context": bool(info["config"]["context"]), "source": str(manifest)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"), help="a .pth state dict")
     p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddim", help="default ddim")
     p.add_argument(
         "--steps",
-        type=int,
+        type=cli.positive_int,
         default=None,
         help="sampling steps (default: ddpm 500, ddim 25, dpm 15, dpm-sde 20); "
         "ddpm with fewer steps runs on evenly spaced ones",
@@ -74,10 +101,14 @@ def parse_args(argv=None):
     )
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight W (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default="samples.png", help="PNG grid to write (default samples.png)")
-    p.add_argument("--gif", default=None, help="also write the denoising animation as a GIF")
-    p.add_argument("--npy", default=None, help="also write the sprites as uint8 (N, 16, 16, 3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument(
+        "--out", type=cli.image_file, default="samples.png", help="image grid to write, .png (default samples.png)"
+    )
+    p.add_argument("--gif", type=cli.file_with_suffix(".gif"), default=None, help="also write the animation (.gif)")
+    p.add_argument(
+        "--npy", type=cli.file_with_suffix(".npy"), default=None, help="also write the sprites as uint8 (N, 16, 16, 3)"
+    )
+    p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--fast",
@@ -102,6 +133,13 @@ def main(argv=None) -> int:
             args.n = len(context)
         if args.guidance and context is None:
             raise ValueError("--guidance needs a --context to guide towards.")
+        record = training_record(args.weights)
+        if context is not None and record is not None and not record["context"]:
+            print(
+                f"sample.py: warning: {args.weights} was trained without context ({record['source']}: "
+                "context false): --context and --guidance have no effect on what it draws.",
+                file=sys.stderr,
+            )
         steps = args.steps or DEFAULT_STEPS[args.sampler]
         schedule = du.DDPMSchedule(device=device)
         kwargs = dict(context=context, guide_w=args.guidance, progress=not args.no_progress)

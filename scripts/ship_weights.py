@@ -9,6 +9,12 @@ and <run>/<prefix>_<epoch>.pth to weights/model_<epoch>.pth for the chosen epoch
 last one. The manifest records, per file: sha256, size, the training command, the data set's
 sha256, steps, epochs, images seen, final loss, wall time, machine, and the evaluation figures
 found in the --eval JSON files (written by scripts/evaluate.py). Also copies the loss log.
+
+    python scripts/ship_weights.py --refresh-eval docs/eval/sweep/*.json docs/eval/final_*.json ...
+
+replaces only the evaluation figures of an existing weights/MANIFEST.json with those files (after a
+new evaluation or quality sweep), matching each file to the weights it evaluated by name; the
+weights, their hashes and the training record stay as they are (the hashes are checked first).
 """
 
 from __future__ import annotations
@@ -21,18 +27,51 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from provenance import file_sha256
+from provenance import file_sha256, repo_path
 
 import diffusion_utilities as du
 
 
+def evaluations_for(evals: list[dict], names: tuple[str, ...]) -> list[dict]:
+    """The evaluations whose ``weights`` file has one of ``names``."""
+    return [e for e in evals if Path(e.get("weights", "")).name in names]
+
+
+def refresh_evaluations(out: Path, eval_files: list[Path]) -> int:
+    """Replace the evaluation figures in ``out``/MANIFEST.json; nothing else changes."""
+    manifest_path = out / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name, info in manifest["files"].items():
+        if file_sha256(out / name) != info["sha256"]:
+            print(f"ship_weights.py: error: {out / name} no longer matches MANIFEST.json; ship a run instead")
+            return 2
+    evals = [json.loads(e.read_text()) for e in eval_files]
+    for name, info in manifest["files"].items():
+        info["evaluation"] = evaluations_for(evals, (Path(info["source"]).name, name))
+    manifest["evaluation"] = evals
+    manifest["evaluation_files"] = [repo_path(e) for e in eval_files]
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"recorded {len(evals)} evaluations in {manifest_path}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="a finished scripts/train.py output folder")
+    p.add_argument("--run", help="a finished scripts/train.py output folder")
+    p.add_argument(
+        "--refresh-eval",
+        nargs="+",
+        metavar="JSON",
+        help="only replace the evaluation figures in the existing MANIFEST.json with these evaluate.py files",
+    )
     p.add_argument("--snapshots", type=int, nargs="+", default=[0, 4, 8], help="epochs to ship as model_<epoch>.pth")
     p.add_argument("--eval", nargs="*", default=[], help="evaluate.py JSON files to record")
     p.add_argument("--out", default=str(du.WEIGHTS_DIR), help="default weights/")
     args = p.parse_args(argv)
+    if (args.run is None) == (args.refresh_eval is None):
+        p.error("give either --run (ship a finished run) or --refresh-eval (update the recorded evaluations)")
+    if args.refresh_eval:
+        return refresh_evaluations(Path(args.out), [Path(e) for e in args.refresh_eval])
     run, out = Path(args.run), Path(args.out)
     info = json.loads((run / "run.json").read_text())
     if info.get("interrupted") or info["steps"] == 0:
@@ -63,7 +102,7 @@ def main(argv=None) -> int:
             "steps": steps,
             "images_seen": steps * info["config"]["batch_size"],
             "weights": f"EMA of the weights (decay {info['config']['ema_decay']})",
-            "evaluation": [e for e in evals if Path(e.get("weights", "")).name in (src.name, name)],
+            "evaluation": evaluations_for(evals, (src.name, name)),
         }
     shutil.copyfile(run / "loss_log.csv", out / "loss_log.csv")
     manifest = {

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import cli
 import torch
 from provenance import file_sha256
 
@@ -55,7 +56,7 @@ def parse_args(argv=None):
         default=d.save_every,
         help=f"checkpoint and snapshot every N epochs (default {d.save_every})",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N sprites (quick trials)")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")

@@ -1,4 +1,4 @@
-"""Shared test helpers: the repo on sys.path and small stand-in noise predictors."""
+"""Shared test helpers: the repo and scripts/ on sys.path, and small stand-in noise predictors."""
 
 import sys
 from pathlib import Path

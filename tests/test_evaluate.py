@@ -1,10 +1,11 @@
-"""Evaluation (section 9): Frechet distance against closed forms, novelty, context accuracy,
+"""Evaluation (scripts/evaluation.py): Frechet distance against closed forms, novelty, context accuracy,
 the classifier split and cache, a tiny end-to-end run, and the command line."""
 
 import json
 import subprocess
 import sys
 
+import evaluation as ev
 import numpy as np
 import pytest
 import torch
@@ -30,9 +31,9 @@ def test_fd_of_identical_sets_is_zero_and_fd_is_symmetric():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(300, 6))
     b = rng.normal(size=(200, 6)) * 2 + 1
-    assert du.frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
-    assert du.frechet_distance(a, b) == pytest.approx(du.frechet_distance(b, a), rel=1e-9)
-    assert du.frechet_distance(a, b) > 0
+    assert ev.frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+    assert ev.frechet_distance(a, b) == pytest.approx(ev.frechet_distance(b, a), rel=1e-9)
+    assert ev.frechet_distance(a, b) > 0
 
 
 def test_fd_of_shifted_unit_gaussians_is_squared_mean_distance():
@@ -41,7 +42,7 @@ def test_fd_of_shifted_unit_gaussians_is_squared_mean_distance():
     m = np.array([1.0, -2.0, 0.5, 0.0])
     a = rng.normal(size=(20000, 4))
     b = rng.normal(size=(20000, 4)) + m
-    assert du.frechet_distance(a, b) == pytest.approx((m**2).sum(), rel=0.03)
+    assert ev.frechet_distance(a, b) == pytest.approx((m**2).sum(), rel=0.03)
 
 
 def test_fd_matches_the_closed_form_for_diagonal_covariances():
@@ -51,7 +52,7 @@ def test_fd_matches_the_closed_form_for_diagonal_covariances():
     a = exact_gaussian_sample(50, np.zeros(4), np.diag(va), seed=2)
     b = exact_gaussian_sample(80, mu, np.diag(vb), seed=3)
     expected = (mu**2).sum() + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()
-    assert du.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert ev.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
 
 
 def test_fd_matches_the_closed_form_for_non_commuting_2x2_covariances():
@@ -64,7 +65,7 @@ def test_fd_matches_the_closed_form_for_non_commuting_2x2_covariances():
     expected = (mu**2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_sqrt
     a = exact_gaussian_sample(40, np.zeros(2), ca, seed=4)
     b = exact_gaussian_sample(60, mu, cb, seed=5)
-    assert du.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert ev.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
 
 
 def test_fd_is_finite_for_singular_covariances_and_checks_shapes():
@@ -72,11 +73,11 @@ def test_fd_is_finite_for_singular_covariances_and_checks_shapes():
     a = np.zeros((100, 5))
     a[:, 0] = rng.normal(size=100)  # rank 1
     b = rng.normal(size=(100, 5))
-    assert np.isfinite(du.frechet_distance(a, b))
+    assert np.isfinite(ev.frechet_distance(a, b))
     with pytest.raises(ValueError, match="feature sets"):
-        du.frechet_distance(a, b[:, :4])
+        ev.frechet_distance(a, b[:, :4])
     with pytest.raises(ValueError, match="at least 2"):
-        du.frechet_distance(a[:1], b)
+        ev.frechet_distance(a[:1], b)
 
 
 # -- novelty ---------------------------------------------------------------------------------
@@ -107,33 +108,33 @@ def test_novelty_flags_copies_and_shifted_copies_but_not_a_different_sprite():
     generated = np.stack(
         [train[0], shift(train[1], 0, 1), shift(train[2], -1, 1), train[4][:, ::-1], noisy.round(), other]
     ).astype(np.uint8)
-    r = du.novelty(generated, train)
+    r = ev.novelty(generated, train)
     assert r["n_train_distinct"] == 20
-    assert r["threshold"] == du.NOVELTY_THRESHOLD
+    assert r["threshold"] == ev.NOVELTY_THRESHOLD
     assert r["distances"][:3] == pytest.approx(0, abs=1e-3)  # copy, shifted, shifted diagonally
     assert r["distances"][3] == pytest.approx(0, abs=1e-3)  # mirrored
-    assert 0 < r["distances"][4] < du.NOVELTY_THRESHOLD  # pixel noise of sd 5/255
+    assert 0 < r["distances"][4] < ev.NOVELTY_THRESHOLD  # pixel noise of sd 5/255
     assert r["distances"][5] > 0.2
     assert list(r["distances"] < r["threshold"]) == [True] * 5 + [False]
     assert r["share"] == pytest.approx(5 / 6) and r["n_copies"] == 5 and r["n"] == 6
     assert list(r["nearest"][:2]) == [
-        int(np.flatnonzero((du.distinct_sprites(train) == train[i]).all((1, 2, 3)))[0]) for i in (0, 1)
+        int(np.flatnonzero((ev.distinct_sprites(train) == train[i]).all((1, 2, 3)))[0]) for i in (0, 1)
     ]
 
 
 def test_novelty_forgives_a_shift_that_pushes_content_off_the_edge():
     sprite = np.full((16, 16, 3), 255, dtype=np.uint8)
     sprite[2:16, 0:16] = np.random.default_rng(7).integers(0, 256, (14, 16, 3), dtype=np.uint8)
-    r = du.novelty(shift(sprite, 1, 1)[None], sprite[None])
+    r = ev.novelty(shift(sprite, 1, 1)[None], sprite[None])
     assert r["distances"][0] == pytest.approx(0, abs=1e-3)
 
 
 def test_novelty_takes_model_tensors_in_minus_one_to_one():
     train = toy_sprites(4)
     as_tensor = du.images_to_tensor(train[:2])  # (2, 3, 16, 16) in [-1, 1]
-    r = du.novelty(as_tensor, train)
+    r = ev.novelty(as_tensor, train)
     assert r["share"] == 1.0
-    far = du.novelty(-torch.ones(1, 3, 16, 16), train)  # an all-black sprite
+    far = ev.novelty(-torch.ones(1, 3, 16, 16), train)  # an all-black sprite
     assert far["share"] == 0.0
 
 
@@ -153,7 +154,7 @@ def test_context_accuracy_counts_the_requested_class():
     predicted = np.array([0, 0, 0, 3, 1, 2, 2, 2, 2, 0])
     images = torch.zeros(len(requested), 3, 16, 16)
     images[:, 0, 0, 0] = torch.from_numpy(predicted).float() / 10
-    r = du.context_accuracy(CodeReader(), images, np.eye(5)[requested])
+    r = ev.context_accuracy(CodeReader(), images, np.eye(5)[requested])
     assert r["overall"] == pytest.approx(7 / 10)
     assert r["per_class"] == {
         "hero": pytest.approx(3 / 4),
@@ -164,7 +165,7 @@ def test_context_accuracy_counts_the_requested_class():
     }
     assert r["n_per_class"]["hero"] == 4 and r["n_per_class"]["spell"] == 0
     assert r["confusion"][0] == [3, 0, 0, 1, 0] and r["confusion"][4] == [1, 0, 0, 0, 0]
-    same = du.context_accuracy(CodeReader(), images, requested)  # class numbers work too
+    same = ev.context_accuracy(CodeReader(), images, requested)  # class numbers work too
     assert same["overall"] == r["overall"]
 
 
@@ -172,16 +173,16 @@ def test_context_accuracy_counts_the_requested_class():
 
 
 def test_split_is_deterministic_disjoint_and_complete():
-    train, held = du.split_indices(1000, 0.1, seed=3)
-    train2, held2 = du.split_indices(1000, 0.1, seed=3)
+    train, held = ev.split_indices(1000, 0.1, seed=3)
+    train2, held2 = ev.split_indices(1000, 0.1, seed=3)
     assert np.array_equal(train, train2) and np.array_equal(held, held2)
     assert len(held) == 100 and len(train) == 900
     assert not set(train) & set(held)
     assert sorted(set(train) | set(held)) == list(range(1000))
-    _, other = du.split_indices(1000, 0.1, seed=4)
+    _, other = ev.split_indices(1000, 0.1, seed=4)
     assert not np.array_equal(held, other)
     with pytest.raises(ValueError):
-        du.split_indices(1000, 1.5)
+        ev.split_indices(1000, 1.5)
 
 
 def colour_sprites(n, seed=0):
@@ -195,7 +196,7 @@ def colour_sprites(n, seed=0):
 
 def test_train_classifier_learns_an_easy_task_and_reports_the_split():
     images, labels = colour_sprites(300)
-    model, info = du.train_classifier(images, labels, epochs=4, width=8, batch_size=32, progress=False)
+    model, info = ev.train_classifier(images, labels, epochs=4, width=8, batch_size=32, progress=False)
     assert info["held_out_accuracy"] >= 0.9
     assert info["split"] == {"held_out": 0.1, "seed": 0, "n_train": 270, "n_held_out": 30}
     assert model.features(du.images_to_tensor(images[:3])).shape == (3, model.feature_dim)
@@ -208,16 +209,16 @@ def test_classifier_is_cached_and_retrained_when_the_data_changes(tmp_path):
     np.save(tmp_path / "sprite_labels_16x16.npy", labels)
     path = tmp_path / "clf.pth"
     kwargs = dict(epochs=1, width=4, progress=False)
-    model, card = du.load_or_train_classifier(path, tmp_path, **kwargs)
+    model, card = ev.load_or_train_classifier(path, tmp_path, **kwargs)
     saved = json.loads(path.with_suffix(".json").read_text())
     assert saved["dataset"]["images_sha256"] == file_sha256(tmp_path / "sprites_16x16.npy")
     assert {"held_out_accuracy", "split", "epochs", "date"} <= set(saved)
-    again, card2 = du.load_or_train_classifier(path, tmp_path, **kwargs)
+    again, card2 = ev.load_or_train_classifier(path, tmp_path, **kwargs)
     assert card2["date"] == card["date"]
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     np.save(tmp_path / "sprites_16x16.npy", colour_sprites(60, seed=1)[0])
-    _, card3 = du.load_or_train_classifier(path, tmp_path, **kwargs)
+    _, card3 = ev.load_or_train_classifier(path, tmp_path, **kwargs)
     assert card3["dataset"]["images_sha256"] != card["dataset"]["images_sha256"]
 
 
@@ -227,27 +228,27 @@ def test_classifier_is_cached_and_retrained_when_the_data_changes(tmp_path):
 def test_evaluate_end_to_end_on_a_tiny_model(tmp_path, schedule, small_model):
     write_sprites(tmp_path, n=60)
     torch.manual_seed(0)
-    classifier = du.SpriteClassifier(width=4).eval()
+    classifier = ev.SpriteClassifier(width=4).eval()
     card = {"split": {"held_out": 0.1, "seed": 0}, "held_out_accuracy": 0.5}
     kwargs = dict(classifier=classifier, classifier_card=card, data_dir=tmp_path, batch_size=4, progress=False)
-    r = du.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=3, **kwargs)
+    r = ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=3, **kwargs)
     assert r["n_conditional"] == 10 and r["steps"] == 2 and r["sampler"] == "ddim"
     assert set(r["context_accuracy"]["per_class"]) == set(du.CLASSES)
     assert r["fd"]["generated"] >= 0 and r["fd"]["real_floor"] >= 0
     assert r["novelty"]["n"] == 13 and 0 <= r["novelty"]["share"] <= 1
     json.dumps(r)  # JSON-ready
-    table = du.evaluation_markdown(r)
+    table = ev.evaluation_markdown(r)
     assert "context accuracy, hero" in table and "real vs real floor" in table
-    again = du.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=3, **kwargs)
+    again = ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=3, **kwargs)
     assert again["fd"]["generated"] == r["fd"]["generated"]  # seeded
-    no_fd = du.evaluate(small_model, schedule, "dpm", 2, n_per_class=1, n_fd=0, **kwargs)
+    no_fd = ev.evaluate(small_model, schedule, "dpm", 2, n_per_class=1, n_fd=0, **kwargs)
     assert no_fd["fd"] is None and no_fd["novelty"]["n"] == 5
     with pytest.raises(ValueError, match="held-out"):
-        du.evaluate(small_model, schedule, "ddim", 2, n_per_class=1, n_fd=4, **kwargs)
-    with pytest.raises(ValueError, match="DDPM"):
-        du.evaluate(small_model, schedule, "ddpm", 20, **kwargs)
+        ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=1, n_fd=4, **kwargs)
+    with pytest.raises(ValueError, match="from 1 to T = 500"):  # DDPM takes 1..T steps (T: all of them)
+        ev.evaluate(small_model, schedule, "ddpm", 501, **kwargs)
     with pytest.raises(ValueError, match="sampler"):
-        du.evaluate(small_model, schedule, "euler", 20, **kwargs)
+        ev.evaluate(small_model, schedule, "euler", 20, **kwargs)
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -277,3 +278,58 @@ def test_cli_rejects_bad_arguments():
 def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):
     assert repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
     assert repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given
+
+
+# -- the shipped judge: used only with its own data, never overwritten ----------------------------
+
+
+def test_the_shipped_judge_is_never_overwritten_and_other_data_gets_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CLASSIFIER_CACHE", tmp_path / "judges")
+    shipped = {p: p.read_bytes() for p in (ev.CLASSIFIER_PATH, ev.CLASSIFIER_PATH.with_suffix(".json"))}
+    data = tmp_path / "other"
+    data.mkdir()
+    images, labels = colour_sprites(60)
+    np.save(data / "sprites_16x16.npy", images)
+    np.save(data / "sprite_labels_16x16.npy", labels)
+    for path in (None, ev.CLASSIFIER_PATH):  # the default, and the shipped file named outright
+        _, card = ev.load_or_train_classifier(path, data, epochs=1, width=4, progress=False)
+        assert card["path"].startswith(str(tmp_path / "judges"))
+        assert "not used" in card["note_for_user"] and "another sprite set" in card["note_for_user"]
+    assert all(p.read_bytes() == content for p, content in shipped.items())
+    cached = json.loads((tmp_path / "judges").glob("*/sprite_classifier.json").__next__().read_text())
+    assert cached["dataset"]["images_sha256"] == file_sha256(data / "sprites_16x16.npy")
+
+
+def test_the_shipped_judge_is_used_with_the_data_it_was_trained_on(monkeypatch, tmp_path):
+    card = json.loads(ev.CLASSIFIER_PATH.with_suffix(".json").read_text())
+    images, _ = du.sprite_files()
+    if file_sha256(images) != card["dataset"]["images_sha256"]:
+        pytest.skip("data/ is not the sprite set the shipped judge was trained on")
+    monkeypatch.setattr(ev, "CLASSIFIER_CACHE", tmp_path / "judges")
+    _, used = ev.load_or_train_classifier(progress=False)
+    assert used["path"] == str(ev.CLASSIFIER_PATH) and not used.get("note_for_user")
+    assert not (tmp_path / "judges").exists()
+
+
+def test_draw_sprites_calls_samplers_in_the_shared_shape(monkeypatch, schedule):
+    """sample_X(model, schedule, n_sample, steps, context=..., *, guide_w, generator, save_rate, callback,
+    progress)[0]; DDPM with steps None takes the sampler's default (all T steps)."""
+    calls = []
+
+    def fake_sampler(model, schedule, n_sample, steps=None, context=None, *, guide_w=0.0, generator=None,
+                     x_T=None, save_rate=20, callback=None, progress=True):  # fmt: skip
+        calls.append({"steps": steps, "n": n_sample, "context": context, "save_rate": save_rate})
+        callback(0, None)
+        return torch.zeros(n_sample, 3, 16, 16), None, [0]
+
+    monkeypatch.setitem(du.SAMPLERS, "ddpm", fake_sampler)
+    monkeypatch.setitem(du.SAMPLERS, "ddim", fake_sampler)
+    out = ev.draw_sprites(None, schedule, 5, "ddpm", None, batch_size=3, progress=False)
+    assert out.shape == (5, 3, 16, 16) and [c["steps"] for c in calls] == [None, None]
+    assert [c["n"] for c in calls] == [3, 2] and all(c["save_rate"] is None for c in calls)
+    calls.clear()
+    ev.draw_sprites(None, schedule, 2, "ddpm", 100, context=torch.eye(5)[:2], progress=False)
+    assert calls[0]["steps"] == 100 and calls[0]["context"].shape == (2, 5)  # DDPM on 100 of the steps
+    calls.clear()
+    ev.draw_sprites(None, schedule, 2, "ddim", 25, progress=False)
+    assert calls[0]["steps"] == 25

@@ -166,3 +166,88 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
 def test_benchmark_skip_speed_needs_quality():
     result = run("benchmark.py", "--skip-speed")
     assert result.returncode != 0 and "--skip-speed" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- bad command lines fail early with one line that says what to do ---------------------------
+
+
+def error_line(result) -> str:
+    """The line of stderr that carries the error (argparse prints its usage line first)."""
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if "error" in line]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("script", ["sample.py", "evaluate.py", "train.py"])
+def test_an_unknown_device_is_one_clear_line(script):
+    line = error_line(run(script, "--device", "gpu"))
+    assert "'gpu'" in line and "cpu" in line and "cuda" in line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("script", ["sample.py", "evaluate.py", "train.py"])
+def test_cuda_without_a_gpu_is_one_clear_line(script):
+    line = error_line(run(script, "--device", "cuda"))
+    assert "no CUDA GPU" in line and "cpu" in line
+
+
+@pytest.mark.parametrize("steps", ["0", "-3", "two"])
+def test_sample_steps_must_be_a_positive_whole_number(steps):
+    line = error_line(run("sample.py", "--steps", steps))
+    assert "--steps" in line
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--out", "samples", "extension"),
+        ("--out", "grid.txt", "extension"),
+        ("--gif", "anim.mp4", ".gif"),
+        ("--npy", "sprites.png", ".npy"),
+    ],
+)
+def test_output_names_are_checked_before_anything_is_loaded_or_sampled(option, value, expected):
+    # the weights do not exist: a check that ran after loading (or sampling) would report them instead
+    line = error_line(run("sample.py", "--weights", "nowhere.pth", option, value))
+    assert option in line and expected in line and "nowhere.pth" not in line
+
+
+def test_context_and_guidance_on_unconditional_weights_warn(tmp_path):
+    import json
+
+    weights = du.save_model(du.course_model(), tmp_path / "model_trained.pth")
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"context": False}}))  # as train.py writes it
+    args = ["--weights", str(weights), "--sampler", "ddim", "--steps", "1", "--n", "1", "--no-progress"]
+    args += ["--out", str(tmp_path / "g.png")]
+    result = run("sample.py", *args, "--context", "hero", "--guidance", "2")
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "without context" in result.stderr and "run.json" in result.stderr
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"context": True}}))
+    quiet = run("sample.py", *args, "--context", "hero", "--guidance", "2")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_the_shipped_model_trained_is_the_context_model_and_gets_no_warning():
+    """weights/model_trained.pth is byte-identical to the context model (MANIFEST.json): guidance works."""
+    mod = _load_script("sample")
+    record = mod.training_record(du.WEIGHTS_DIR / "model_trained.pth")
+    assert record["context"] is True and "MANIFEST.json" in record["source"]
+
+
+def test_a_relative_weights_path_from_another_folder_is_explained(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sample.py"), "--weights", "weights/context_model_trained.pth"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    line = error_line(result)
+    assert "git checkout" not in line and str(tmp_path) in line
+
+
+def test_scripts_write_committed_docs_only_when_asked():
+    assert "docs/" not in run("sample.py", "--help").stdout
+    bench_help = run("benchmark.py", "--help").stdout
+    assert "default docs/" not in bench_help and "default runs/benchmark/" in bench_help

@@ -73,3 +73,47 @@ def test_load_model_fills_a_given_model(tmp_path):
     target = du.ContextUnet(3, 16, 5, 20)
     assert du.load_model(path, model=target) is target
     assert torch.equal(target.out[3].weight, small.out[3].weight)
+
+
+def _load_error(path) -> str:
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        du.load_model(path)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["text", "npy", "npz"])
+def test_a_file_that_is_not_a_checkpoint_says_so_and_not_that_it_runs_code(tmp_path, kind):
+    import numpy as np
+
+    if kind == "text":
+        path = tmp_path / "README.md"
+        path.write_text("# not weights\n")
+    elif kind == "npy":
+        path = tmp_path / "sprites.npy"
+        np.save(path, np.zeros((2, 3)))
+    else:
+        path = tmp_path / "arrays.npz"
+        np.savez(path, a=np.zeros(2))
+    message = _load_error(path)
+    assert "not a PyTorch weights file" in message and path.name in message
+    assert "run code" not in message and "refused" not in message
+    assert "weights_only" not in message and "likely succeed" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_code_pickle_is_refused_without_advising_an_unsafe_load(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": Sneaky()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    message = _load_error(path)
+    assert "refused" in message and "print" in message  # names what it would have called
+    assert "weights_only=False" not in message and "likely succeed" not in message and "trust" not in message
+    assert "\x1b" not in message and len(message.splitlines()) == 1
+
+
+def test_only_the_repositorys_own_missing_weights_are_restored_with_git(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "weights/..." relative to another folder does not exist there
+    message = _load_error("weights/context_model_trained.pth")
+    assert "git checkout" not in message
+    assert str(tmp_path) in message and str(du.WEIGHTS_DIR / "context_model_trained.pth") in message
+    shipped = _load_error(du.WEIGHTS_DIR / "no_such_snapshot.pth")
+    assert "git checkout -- weights/" in shipped

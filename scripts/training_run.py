@@ -238,7 +238,9 @@ def _check_resume(ckpt: dict, config: TrainConfig, data: dict, resume) -> None:
     if diff:
         raise ValueError(f"{resume} was trained with a different recipe (checkpoint, now): {diff}.")
     before = ckpt.get("data")
-    if before is not None and before["sha256"] != data["sha256"]:
+    if before is None:
+        print(f"Warning: {resume} does not record its data (an older checkpoint); it cannot be checked.")
+    elif before["sha256"] != data["sha256"]:
         was = f"{before['n_images']} images from {before.get('dir') or 'the caller'}, limit {before.get('limit')}"
         now = f"{data['n_images']} images from {data.get('dir') or 'the caller'}, limit {data.get('limit')}"
         raise ValueError(

@@ -58,7 +58,7 @@ def test_a_resume_refuses_what_it_cannot_change_and_reports_what_it_changes(tmp_
     assert code == 0, err
     checkpoint = out_dir / "checkpoint.pt"
     before = checkpoint.read_bytes()
-    for option, value in [("--lr", "5e-4"), ("--batch-size", "20"), ("--context-drop", "0.5"), ("--n-feat", "16")]:
+    for option, value in [("--lr", "0.0005"), ("--batch-size", "20"), ("--context-drop", "0.5"), ("--n-feat", "16")]:
         code, _, err = main(capsys, "--resume", checkpoint, option, value)
         assert code == 2 and f"{option} {value}" in err and "cannot change" in err, err
     code, _, err = main(capsys, "--resume", checkpoint, "--limit", "20")

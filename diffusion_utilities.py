@@ -963,21 +963,8 @@ class TrainState:
         return cls(model, optimizer, EMA(model, ema_decay), torch.Generator(device).manual_seed(seed))
 
 
-def train(
-    model,
-    schedule,
-    images,
-    labels=None,
-    *,
-    epochs=1,
-    batch_size=100,
-    lr=1e-3,
-    context_drop=0.1,
-    seed=0,
-    state=None,
-    callback=None,
-    progress=True,
-) -> TrainState:
+def train(model, schedule, images, labels=None, *, epochs=1, batch_size=100, lr=1e-3, context_drop=0.1, seed=0,
+          state=None, callback=None, progress=True) -> TrainState:  # fmt: skip
     """Train ``model`` to predict the noise; returns the ``TrainState`` (``state.ema.model``: the EMA weights).
 
     images: (N, C, H, W) in [-1, 1]; labels: (N, n_cfeat) contexts, or None to train without.

@@ -42,7 +42,9 @@ def test_a_seeded_run_gives_the_losses_it_gave_before_the_move(context, pinned):
     images, labels = tiny_set(200)
     config = small_config(context=context, context_drop=0.3, batch_size=50)
     result = tr.run(config, images, labels if context else None, progress=False, log_every=1)
-    assert result.losses == pytest.approx(pinned, rel=1e-5)
+    # float rounding differs with the thread count and CPU (about 1e-4 after 8 Adam steps); a change in the
+    # random draws or their order moves the losses by percents
+    assert result.losses == pytest.approx(pinned, rel=5e-4)
     # the plain loop, on a model built the same way but in the default memory layout: the same draws,
     # so the same losses up to float rounding
     torch.manual_seed(3)
@@ -52,7 +54,7 @@ def test_a_seeded_run_gives_the_losses_it_gave_before_the_move(context, pinned):
         model, du.DDPMSchedule(), images, labels if context else None, epochs=2, batch_size=50, context_drop=0.3,
         seed=3, progress=False, callback=lambda state: losses.append(state.loss.item()),
     )  # fmt: skip
-    assert losses == pytest.approx(pinned, rel=1e-4)
+    assert losses == pytest.approx(pinned, rel=5e-4)
 
 
 def test_the_plain_loop_lowers_the_loss_on_a_tiny_batch():

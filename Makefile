@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/sprites_16x16.npy
 
-.PHONY: all course test lint unit notebooks data lab clean help
+.PHONY: all course test lint unit notebooks data lab clean help gpu-check
 
 help:
 	@echo "make course  - set up what is missing, run all four notebooks into build/ (main job)"
-	@echo "make test    - set up what is missing, lint, unit tests, notebooks in quick mode"
+	@echo "make test    - set up what is missing, lint, unit tests, the course in quick mode, its pages in a browser"
 	@echo "make data    - build the OpenMoji sprite set in data/"
 	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make gpu-check - on a CUDA machine: lessons, benchmark and compile fallback, as one report"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,15 +35,21 @@ lint: $(STAMP)
 unit: $(STAMP) $(DATA)
 	$(PY) -m pytest tests --ignore=notebooks -q
 
+# every notebook in quick mode, executed once and exported as pages (fails on a failing cell)
 notebooks: $(STAMP) $(DATA)
-	COURSE_QUICK=1 $(PY) -m pytest --nbmake --nbmake-timeout=900 notebooks -q
+	$(PY) scripts/run_course.py --quick --timeout 900 --out build/quick
 
+# the unit tests, then the notebooks (above), then their pages in headless Chromium (tests/test_pages.py)
 test: lint $(STAMP) $(DATA)
-	$(PY) -m pytest -q tests
-	COURSE_QUICK=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+	$(PY) -m pytest -q tests --ignore=tests/test_pages.py
+	$(MAKE) --no-print-directory notebooks
+	COURSE_PAGES=build/quick $(PY) -m pytest -q -rs tests/test_pages.py
 
 lab: $(STAMP) $(DATA)
 	$(VENV)/bin/jupyter lab notebooks/
+
+gpu-check: $(STAMP) $(DATA)
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provenance import repo_path
+from speed import speed_up
 
 import diffusion_utilities as du
 
@@ -100,7 +101,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--fast",
         action="store_true",
-        help="sample with a compiled, frozen copy of the model (du.speed_up): faster steps after some seconds of "
+        help="sample with a compiled, frozen copy of the model (speed_up): faster steps after some seconds of "
         "compiling per batch size",
     )
     return p.parse_args(argv)
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
         weights = Path(args.weights)
         device = du.get_device(args.device)
         model = du.load_model(weights, device=device)
-        model = du.speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
+        model = speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         schedule = du.DDPMSchedule(device=device)
         classifier, card = du.load_or_train_classifier(args.classifier, args.data, progress=progress)
         result = du.evaluate(

@@ -1,21 +1,26 @@
 #!/usr/bin/env python
-"""Run the whole course: execute the four notebooks headlessly and export them (the engine of `make course`).
+"""Run the whole course: execute the notebooks headlessly and export them as pages (the engine of `make course`).
 
-Each notebook in notebooks/ runs top to bottom in a fresh python3 kernel, at full size with the
-shipped weights (its training cell does a short live run, then loads the shipped snapshots). Written
-to --out (default build/):
+Every notebooks/L*.ipynb (the four lessons, and the exercise notebooks L1_Exercises ... when they are
+there) runs top to bottom in a fresh python3 kernel, at full size with the shipped weights (a training
+cell does a short live run, then loads the shipped snapshots). Written to --out (default build/):
 
+    index.html                   the course's front page: the lessons, their key animations, this
+                                 run's table (seconds per notebook, device), links to everything
     L1_Sampling.ipynb ...        the executed notebooks, with all outputs
-    L1_Sampling.html ...         an HTML export of each; the animations play offline
+    L1_Sampling.html ...         a page per notebook that works with no network: math typeset as
+                                 MathML, animations in plain JavaScript (scripts/course_pages.py)
     L1_Sampling/ ...             the GIFs and PNG grids each notebook saved (the notebooks write
                                  there themselves: COURSE_OUT is set to --out)
+    run.json                     each notebook's last run (seconds, status, device), for the index
 
-It ends with a table (notebook, seconds, status, files written) and exits with status 1 if any cell
-failed, naming the cell and its error. Examples:
+It ends with a table (notebook, seconds, status, files written) and the page to open, and exits with
+status 1 if any cell failed (naming the cell and its error) or a page could not be made offline.
+Examples:
 
-    python scripts/run_course.py                      # all four, full size, into build/
+    python scripts/run_course.py                      # everything, full size, into build/
     python scripts/run_course.py --quick --out /tmp/c # COURSE_QUICK=1: small, for CI and checks
-    python scripts/run_course.py --only L1 L4         # some of them
+    python scripts/run_course.py --only L1 L4         # some of them (the index keeps earlier runs)
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import course_index
+import course_pages
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
-LESSONS = ("L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling")
+LESSONS = course_index.LESSONS
 NEEDED_WEIGHTS = ("model_trained.pth", "context_model_trained.pth")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -45,7 +53,10 @@ def parse_args(argv=None):
         help="run with COURSE_QUICK=1: fewer sprites, a few training steps, fewer frames (as CI does)",
     )
     p.add_argument(
-        "--only", nargs="+", metavar="NAME", help="run only the notebooks whose names start with these (e.g. L1 L3)"
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only the notebooks whose names start with these (e.g. L1 L3, L2_Exercises)",
     )
     p.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run before it fails (default 1800)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel to run them in (default python3: this python)")
@@ -87,6 +98,48 @@ def preflight() -> str | None:
     return None
 
 
+def course_notebooks() -> list[str]:
+    """The names of notebooks/L*.ipynb in course order: each lesson, then its exercise notebook."""
+    names = [p.stem for p in NOTEBOOK_DIR.glob("L*.ipynb")]
+    return sorted(names, key=lambda n: (n.split("_")[0], "Exercises" in n, n))
+
+
+def sliced_get_msg(get_msg_once, slice_s: float = 1.0):
+    """A channel's get_msg that waits in short slices instead of one long poll.
+
+    With widgets on the page, one long poll of the kernel's shell channel sometimes never wakes up
+    although the reply has arrived (nbclient issue 312; seen here: L1's slider cell hung with the kernel
+    idle). Polling again every second picks the message up. Same contract: Empty after `timeout` s.
+    """
+    from queue import Empty
+
+    async def get_msg(timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = slice_s if deadline is None else min(slice_s, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg_once(timeout=wait)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return get_msg
+
+
+def patient_client(nb, **kwargs):
+    """An nbclient NotebookClient whose shell and iopub channels poll in slices (see sliced_get_msg)."""
+    from nbclient import NotebookClient
+
+    class PatientClient(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = sliced_get_msg(channel.get_msg)
+            return kc
+
+    return PatientClient(nb, **kwargs)
+
+
 def describe_failure(nb, name: str, err: Exception) -> tuple[str, bool]:
     """One readable paragraph (which cell failed, how it starts, the error) and whether the run was stopped."""
     code_index, running = 0, None
@@ -118,14 +171,12 @@ def describe_failure(nb, name: str, err: Exception) -> tuple[str, bool]:
 
 def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
     import nbformat
-    from nbclient import NotebookClient
-    from nbconvert import HTMLExporter
     from tqdm import tqdm
 
     nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     outcome = Outcome(name, cells=sum(c.cell_type == "code" for c in nb.cells))
     bar = tqdm(total=outcome.cells, desc=f"{name:<16}", unit="cell", dynamic_ncols=True)
-    client = NotebookClient(
+    client = patient_client(
         nb,
         timeout=timeout,
         kernel_name=kernel,
@@ -149,8 +200,12 @@ def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
             bar.close()
     executed = out / f"{name}.ipynb"
     nbformat.write(nb, executed)
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    (out / f"{name}.html").write_text(html, encoding="utf-8")
+    try:
+        page = course_pages.export_page(nb, name)
+    except ValueError as err:  # a formula that cannot be typeset, or something the page would fetch
+        page = f"<!DOCTYPE html><title>{name}</title><p>This page could not be made: {err}</p>"
+        outcome.error = (outcome.error + "\n" if outcome.error else "") + f"{name}.html: {err}"
+    (out / f"{name}.html").write_text(page, encoding="utf-8")
     saved = sorted(p for p in (out / name).glob("**/*") if p.is_file() and p.stat().st_mtime >= began)
     outcome.files = [executed, out / f"{name}.html", *saved]
     return outcome
@@ -167,9 +222,10 @@ def summarise(files: list[Path]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out).resolve()
-    names = [n for n in LESSONS if not args.only or any(n.startswith(o) for o in args.only)]
+    available = course_notebooks()
+    names = [n for n in available if not args.only or any(n.startswith(o) for o in args.only)]
     if not names:
-        print(f"--only {' '.join(args.only)} matches none of {', '.join(LESSONS)}.", file=sys.stderr)
+        print(f"--only {' '.join(args.only)} matches none of {', '.join(available)}.", file=sys.stderr)
         return 2
     problem = preflight()
     if problem:
@@ -205,6 +261,8 @@ def main(argv=None) -> int:
         print(f"\n{o.status}  {o.error}\nThe executed notebook (with any traceback) is {out / (o.name + '.ipynb')}.")
     if len(outcomes) < len(names):
         print(f"\nNot run: {', '.join(names[len(outcomes) :])}.")
+    index = course_index.write_index(out, outcomes, course_index.describe_device(), args.quick)
+    print(f"\nOpen the course: {index}")
     return 1 if failed or len(outcomes) < len(names) else 0
 
 

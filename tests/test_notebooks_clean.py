@@ -1,4 +1,9 @@
-"""The notebooks as committed: valid, without outputs, and importing (never redefining) the shared module."""
+"""The notebooks as committed: valid, without outputs, and importing (never redefining) the shared module.
+
+Besides the four lessons there is one exercise notebook per lesson (L1_Exercises ...). A learner's own
+version of a course function belongs in a code cell tagged "exercise" (cell metadata tags): only there
+may a notebook define a function with a shared name, and such a cell ships unattempted.
+"""
 
 import ast
 import inspect
@@ -10,6 +15,7 @@ from conftest import ROOT, du
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LESSONS = ["L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling"]
+EXERCISES = ["L1_Exercises", "L2_Exercises", "L3_Exercises", "L4_Exercises"]
 
 
 def shared_names() -> set[str]:
@@ -32,8 +38,12 @@ def read(path: Path):
     return nbformat.read(path, as_version=nbformat.NO_CONVERT)
 
 
-def test_the_four_lessons_are_there():
-    assert [p.stem for p in NOTEBOOKS] == LESSONS
+def test_the_four_lessons_and_their_exercise_notebooks_are_there():
+    assert sorted(p.stem for p in NOTEBOOKS) == sorted(LESSONS + EXERCISES)
+
+
+def is_exercise(cell) -> bool:
+    return cell.cell_type == "code" and "exercise" in cell.get("metadata", {}).get("tags", [])
 
 
 def test_shared_names_cover_the_course_names():
@@ -65,7 +75,9 @@ def test_notebook_defines_no_class_or_function_of_the_shared_module(path):
         if cell.cell_type != "code":
             continue
         for node in ast.walk(ast.parse(code_of(cell))):
-            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.name in shared:
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            learners_own = is_function and is_exercise(cell)  # a learner's version, in an exercise cell
+            if (is_function or isinstance(node, ast.ClassDef)) and node.name in shared and not learners_own:
                 found.append(f"cell {i}: {node.name}")
             if isinstance(node, ast.ClassDef) and any("Module" in ast.unparse(base) for base in node.bases):
                 found.append(f"cell {i}: a network class {node.name}")
@@ -82,3 +94,26 @@ def test_notebook_sets_up_quick_mode_device_and_output_in_its_first_code_cell(pa
     intro = cells[0].source
     assert cells[0].cell_type == "markdown" and "COURSE_QUICK=1" in intro
     assert "OpenMoji" in intro and "CC BY-SA 4.0" in intro, f"{path.name}: the first cell must credit the sprites"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercise_cells_ship_unattempted(path):
+    """An exercise cell defines functions whose bodies raise NotImplementedError, so its check says "not attempted"."""
+    for i, cell in enumerate(read(path).cells):
+        if not is_exercise(cell):
+            continue
+        functions = [node for node in ast.parse(code_of(cell)).body if isinstance(node, ast.FunctionDef)]
+        assert functions, f"{path.name} cell {i} is tagged 'exercise' but defines no function"
+        for fn in functions:
+            raises = [n for n in ast.walk(fn) if isinstance(n, ast.Raise) and "NotImplementedError" in ast.unparse(n)]
+            assert raises, f"{path.name} cell {i}: {fn.name} must ship as a stub that raises NotImplementedError"
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_exercise_notebook_has_exercises_each_followed_by_its_check(name):
+    cells = read(ROOT / "notebooks" / f"{name}.ipynb").cells
+    exercises = [i for i, cell in enumerate(cells) if is_exercise(cell)]
+    assert 2 <= len(exercises) <= 3, f"{name}: {len(exercises)} exercise cells"
+    for i in exercises:
+        (fn,) = [n.name for n in ast.parse(code_of(cells[i])).body if isinstance(n, ast.FunctionDef)]
+        assert cells[i + 1].source.strip() == f"check_{fn}({fn})", f"{name}: the cell after {fn} must check it"

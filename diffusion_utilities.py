@@ -10,7 +10,7 @@ Sections
               (perturb_input, denoise_add_noise, denoise_ddim)
 3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver, sample_dpm_solver_sde
 4. Data       transform, CustomDataset, sprite_files
-5. Training   diffusion_loss, drop_context, EMA, train (a plain loop)
+5. Training   diffusion_loss, drop_context, EMA, TrainState, train (a plain loop)
 6. Weights    save_model, load_model (safe: never unpickles code)
 7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
 8. Explorers  the functions behind the notebooks' widgets
@@ -26,13 +26,11 @@ context"); timesteps are integers 0..T and the network sees them as t / T in [0,
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import math
 import os
 import pickle
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -840,7 +838,8 @@ def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, gene
     """The DDPM training loss for a batch: ``MSE(eps_theta(x_t, t/T, c), eps)``.
 
     x0: (B, C, H, W) clean images in [-1, 1]; c: (B, n_cfeat) or None. One timestep
-    t ~ U{1..T} and one noise eps ~ N(0, I) per image, ``x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) eps``.
+    t ~ U{1..T} and one noise eps ~ N(0, I) per image (drawn in that order from ``generator``,
+    on its device), ``x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) eps``.
     """
     device = x0.device
     gen_device = generator.device if generator is not None else device
@@ -895,33 +894,98 @@ class EMA:
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """The training recipe. Defaults are the course's: Adam, lr 1e-3 decayed linearly to 0,
-    batch 100, T = 500; ``context`` trains with the labels and ``context_drop`` of them zeroed."""
+class TrainState:
+    """Everything the training loop changes, so that a run can stop and continue exactly.
 
-    epochs: int = 32
-    batch_size: int = 100
-    lr: float = 1e-3
-    context: bool = False
-    context_drop: float = 0.1
-    ema_decay: float = 0.999
-    seed: int = 0
-    save_every: int = 4
-    timesteps: int = 500
-    beta1: float = 1e-4
-    beta2: float = 0.02
-    n_feat: int = 64
+    ``step`` counts the optimiser steps taken; the place in the data follows from it (epoch
+    ``step // steps_per_epoch``, batch ``step % steps_per_epoch``), and ``perm`` is the
+    current epoch's order of the images. ``generator`` draws all the randomness (order,
+    context dropout, t, noise). ``loss`` is the last step's loss, a 0-dim tensor on the
+    device (``.item()`` it for the number).
+    """
 
-    def validate(self):
-        for name in ("epochs", "batch_size", "save_every", "timesteps", "n_feat"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
-        if not 0 <= self.context_drop <= 1:
-            raise ValueError(f"TrainConfig.context_drop must be in [0, 1], got {self.context_drop}.")
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    generator: torch.Generator
+    step: int = 0
+    perm: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+
+    @classmethod
+    def start(cls, model: nn.Module, lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0) -> TrainState:
+        """A fresh state: Adam at ``lr``, an EMA of ``model``, a generator on its device seeded with ``seed``."""
+        device = next(model.parameters()).device
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        return cls(model, optimizer, EMA(model, ema_decay), torch.Generator(device).manual_seed(seed))
 
 
+def train(model, schedule, images, labels=None, *, epochs=1, batch_size=100, lr=1e-3, context_drop=0.1, seed=0,
+          state=None, callback=None, progress=True) -> TrainState:  # fmt: skip
+    """Train ``model`` to predict the noise; returns the ``TrainState`` (``state.ema.model``: the EMA weights).
+
+    images: (N, C, H, W) in [-1, 1]; labels: (N, n_cfeat) contexts, or None to train without.
+    Every epoch visits the images in a new random order, ``batch_size`` at a time (a last
+    partial batch is left out). Every step zeroes a share ``context_drop`` of the contexts, takes
+    ``diffusion_loss`` and an Adam step at ``lr_k = lr (1 - k / total_steps)``, and updates the
+    EMA. ``state`` (default ``TrainState.start(model, lr, seed=seed)``) continues a run
+    where it stopped. ``callback(state)`` runs after every step; returning True stops the loop.
+    """
+    state = state or TrainState.start(model, lr, seed=seed)
+    images, labels, batch_size = _check_training_data(state, model, images, labels, batch_size)
+    steps_per_epoch = len(images) // batch_size
+    total_steps = epochs * steps_per_epoch
+    model.train()
+    with tqdm(total=total_steps, initial=state.step, desc="training", disable=not progress) as bar:
+        while state.step < total_steps:
+            batch = state.step % steps_per_epoch
+            if batch == 0:  # a new epoch: a new order of the images
+                state.perm = torch.randperm(len(images), generator=state.generator, device=state.generator.device)
+            idx = state.perm[batch * batch_size : (batch + 1) * batch_size].to(images.device)
+            c = drop_context(labels[idx], context_drop, state.generator) if labels is not None else None
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr * (1 - state.step / total_steps)
+            loss = diffusion_loss(model, schedule, images[idx], c, state.generator)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.ema.update(model)
+            state.step, state.loss = state.step + 1, loss.detach()
+            bar.update(1)
+            if state.step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if callback is not None and callback(state):
+                break
+    return state
+
+
+def _check_training_data(state: TrainState, model, images, labels, batch_size):
+    """``train``'s input checks; returns images and labels on the model's device and the batch size (<= N)."""
+    if state.model is not model:
+        raise ValueError("train: state.model is not the model given; pass the model the state was made for.")
+    if not torch.is_tensor(images) or images.dim() != 4 or len(images) == 0:
+        got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"train: images must be a tensor (N, C, H, W) with N >= 1, got {got}.")
+    if labels is not None and (labels.dim() != 2 or len(labels) != len(images)):
+        raise ValueError(f"train: labels must have shape ({len(images)}, n_cfeat), got {tuple(labels.shape)}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"train: batch_size must be >= 1, got {batch_size}.")
+    batch_size = min(int(batch_size), len(images))
+    if state.step % (len(images) // batch_size) and (state.perm is None or len(state.perm) != len(images)):
+        raise ValueError(
+            f"train: the state stopped inside an epoch of another data set (its order covers "
+            f"{0 if state.perm is None else len(state.perm)} images, these are {len(images)}); resume on the same data."
+        )
+    device = next(model.parameters()).device
+    return images.to(device), (labels.to(device) if labels is not None else None), batch_size
+
+
+# =============================================================================
+# 6. Weights
+# =============================================================================
+
+
+#: The format tag of the training checkpoints scripts/train.py writes (load_model reads their EMA weights).
 CHECKPOINT_FORMAT = "sprite-diffusion-checkpoint/1"
 
 
@@ -939,259 +1003,6 @@ def atomic_torch_save(obj, path) -> Path:
             os.remove(tmp)
         raise
     return path
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What ``train`` returns: the raw and EMA models, the loss per step and the files written."""
-
-    model: nn.Module
-    ema_model: nn.Module
-    losses: list
-    step: int
-    epoch: int
-    wall_time: float
-    files: list
-    interrupted: bool = False
-
-
-def train(
-    config: TrainConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    *,
-    out_dir=None,
-    device=None,
-    resume=None,
-    max_steps: int | None = None,
-    prefix: str | None = None,
-    progress: bool = True,
-    callback: Callable[[int, float], None] | None = None,
-    log_every: int = 50,
-    compile: bool = False,
-) -> TrainResult:
-    """Train a ContextUnet with the DDPM loss, keeping an EMA of its weights.
-
-    images: (N, 3, H, W) in [-1, 1]; labels: (N, n_cfeat) one-hot (used when
-    ``config.context``; their width sets n_cfeat). Each step draws a batch from a
-    permutation of the set, t ~ U{1..T}, eps ~ N(0, I), and follows
-    ``lr_k = lr (1 - k / total_steps)``. All randomness comes from one torch.Generator
-    seeded with ``config.seed``, so a run is reproducible.
-
-    With ``out_dir`` it writes, atomically: ``checkpoint.pt`` (model, EMA, optimiser, step,
-    the epoch's permutation and RNG state: ``resume=`` that file continues exactly) at the
-    end of every ``save_every``-th epoch and on Ctrl-C; ``{prefix}_{epoch}.pth`` EMA
-    snapshots at the same points; ``{prefix}_trained.pth`` at the end; and
-    ``loss_log.csv`` (step, epoch, loss, lr). Resuming with another ``config.epochs`` (and
-    nothing else changed) lengthens or shortens the run: the learning rate then follows
-    ``lr (1 - k / total_steps)`` for the new total from where it is. ``max_steps`` stops early (the notebooks' short
-    live run); ``callback(step, loss)`` is called every ``log_every`` steps.
-
-    The model trains in the channels_last layout on the CPU and CUDA (``speed_up``; same
-    weights, faster convolutions); ``compile=True`` also runs its forward and backward through
-    ``torch.compile`` (worth it for long runs: the first steps compile for a minute or so).
-    """
-    config.validate()
-    device = get_device(device)
-    n_cfeat = labels.shape[1] if labels is not None else 5
-    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
-        raise ValueError(f"train: images must have shape (N, 3, H, H), got {tuple(images.shape)}.")
-    if config.context and labels is None:
-        raise ValueError("train: config.context is set but no labels were given.")
-    if labels is not None and labels.shape[0] != images.shape[0]:
-        raise ValueError(f"train: {images.shape[0]} images but {labels.shape[0]} labels.")
-    n_total, height = images.shape[0], images.shape[2]
-    batch_size = min(config.batch_size, n_total)
-    steps_per_epoch = n_total // batch_size
-    total_steps = steps_per_epoch * config.epochs
-    prefix = prefix or ("context_model" if config.context else "model")
-
-    torch.manual_seed(config.seed)
-    model = ContextUnet(3, config.n_feat, n_cfeat, height).to(device)
-    model = model.to(memory_format=torch.channels_last)  # faster convolutions on the CPU and CUDA, same weights
-    net = torch.compile(model) if compile else model
-    schedule = DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
-    optim = torch.optim.Adam(model.parameters(), lr=config.lr)
-    ema = EMA(model, config.ema_decay)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
-    step, epoch, batch, perm, wall_time = 0, 0, 0, None, 0.0
-
-    if resume is not None:
-        ckpt = _load_checkpoint(resume)
-        diff = {
-            k: (ckpt["config"].get(k), v)
-            for k, v in dataclasses.asdict(config).items()
-            if ckpt["config"].get(k) != v and k != "epochs"
-        }
-        if diff:
-            raise ValueError(f"{resume} was trained with a different recipe (checkpoint, now): {diff}.")
-        if ckpt["epoch"] > config.epochs or (ckpt["epoch"] == config.epochs and ckpt["batch"] > 0):
-            raise ValueError(f"{resume} is already past epoch {config.epochs}; ask for more epochs.")
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        optim.load_state_dict(ckpt["optimizer"])
-        step, epoch, batch, wall_time = ckpt["step"], ckpt["epoch"], ckpt["batch"], ckpt["wall_time"]
-        perm = ckpt["perm"].to(gen.device) if ckpt["perm"] is not None else None
-        gen.set_state(ckpt["generator"])
-
-    images = images.to(device)
-    labels = labels.to(device) if (labels is not None and config.context) else None
-    out_dir = Path(out_dir) if out_dir is not None else None
-    log = _LossLog(out_dir / "loss_log.csv" if out_dir else None, keep_until=step)
-    files: list = []
-
-    def checkpoint():
-        if out_dir is None:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "config": dataclasses.asdict(config),
-            "model_config": model.config(),
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": optim.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "batch": batch,
-            "perm": perm.cpu() if perm is not None else None,
-            "generator": gen.get_state(),
-            "wall_time": wall_time + time.perf_counter() - t0,
-        }
-        files.append(atomic_torch_save(state, out_dir / "checkpoint.pt"))
-
-    model.train()
-    t0 = time.perf_counter()
-    interrupted = False
-    restore_sigterm = _sigterm_as_interrupt()
-    stop_at = total_steps if max_steps is None else min(total_steps, max_steps)
-    ebar = tqdm(total=config.epochs, initial=epoch, desc="epochs", disable=not progress)
-    bbar = tqdm(total=steps_per_epoch, initial=batch, desc=f"epoch {epoch}", disable=not progress, leave=False)
-    try:
-        while epoch < config.epochs and step < stop_at:
-            if perm is None:
-                perm = torch.randperm(n_total, generator=gen, device=gen.device)
-            while batch < steps_per_epoch and step < stop_at:
-                idx = perm[batch * batch_size : (batch + 1) * batch_size].to(device)
-                x0 = images[idx]
-                c = drop_context(labels[idx], config.context_drop, gen) if labels is not None else None
-                for group in optim.param_groups:
-                    group["lr"] = config.lr * (1 - step / total_steps)
-                loss = diffusion_loss(net, schedule, x0, c, gen)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                ema.update(model)
-                log.add(step, epoch, loss.detach(), optim.param_groups[0]["lr"])
-                step += 1
-                batch += 1
-                bbar.update(1)
-                if step % log_every == 0:
-                    recent = log.flush()
-                    bbar.set_postfix(loss=f"{recent:.4f}")
-                    if callback is not None:
-                        callback(step, recent)
-            if batch < steps_per_epoch:
-                break  # max_steps reached inside the epoch
-            log.flush()
-            last = epoch == config.epochs - 1
-            if out_dir is not None and (epoch % config.save_every == 0 or last):
-                files.append(save_model(ema.model, out_dir / f"{prefix}_{epoch}.pth"))
-            epoch, batch, perm = epoch + 1, 0, None
-            checkpoint()  # every epoch: a crash loses at most one epoch
-            ebar.update(1)
-            if epoch < config.epochs:
-                bbar.reset(total=steps_per_epoch)
-                bbar.set_description(f"epoch {epoch}")
-    except KeyboardInterrupt:
-        interrupted = True
-        log.flush()
-        checkpoint()
-        if out_dir is not None:
-            print(f"\nInterrupted at step {step}: saved {out_dir / 'checkpoint.pt'}; continue with --resume.")
-    finally:
-        restore_sigterm()
-        bbar.close()
-        ebar.close()
-        log.flush()
-    if out_dir is not None and not interrupted:
-        if step == total_steps:
-            files.append(save_model(ema.model, out_dir / f"{prefix}_trained.pth"))
-        elif batch > 0:
-            checkpoint()  # stopped by max_steps inside an epoch: keep the exact position
-    ema.model.eval()
-    wall = wall_time + time.perf_counter() - t0
-    return TrainResult(model, ema.model, log.losses, step, epoch, wall, files, interrupted)
-
-
-def _sigterm_as_interrupt() -> Callable[[], None]:
-    """Treat SIGTERM (e.g. `kill PID` of a background run) like Ctrl-C, so the run saves first.
-
-    Returns a function that restores the previous handler. A no-op outside the main thread.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-class _LossLog:
-    """Per-step losses: kept on the device between flushes (no host sync every step), then
-    appended to a list and, when a path is given, to a CSV (rows past ``keep_until`` from an
-    interrupted run are dropped on resume)."""
-
-    def __init__(self, path: Path | None, keep_until: int = 0):
-        self.path, self.pending, self.losses = path, [], []
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = []
-        if path.exists() and keep_until > 0:
-            with open(path, newline="") as f:
-                rows = [r for r in csv.reader(f)][1:]
-            rows = [r for r in rows if r and int(r[0]) < keep_until]
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "epoch", "loss", "lr"])
-            w.writerows(rows)
-        self.losses = [float(r[2]) for r in rows]
-
-    def add(self, step, epoch, loss, lr):
-        self.pending.append((step, epoch, loss, lr))
-
-    def flush(self) -> float:
-        if not self.pending:
-            return self.losses[-1] if self.losses else float("nan")
-        values = torch.stack([p[2] for p in self.pending]).float().cpu().tolist()
-        rows = [(s, e, f"{v:.6f}", f"{lr:.6g}") for (s, e, _, lr), v in zip(self.pending, values, strict=True)]
-        self.losses.extend(values)
-        self.pending = []
-        if self.path is not None:
-            with open(self.path, "a", newline="") as f:
-                csv.writer(f).writerows(rows)
-        return float(np.mean(values))
-
-
-def _load_checkpoint(path) -> dict:
-    """Load a training checkpoint written by ``train`` (safely: weights_only)."""
-    state = _safe_torch_load(path, what="training checkpoint")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a training checkpoint of this course (expected one written by "
-            "scripts/train.py, named checkpoint.pt); a weights file (.pth) cannot be resumed."
-        )
-    return state
-
-
-# =============================================================================
-# 6. Weights
-# =============================================================================
 
 
 def save_model(model: nn.Module, path) -> Path:

@@ -228,7 +228,7 @@ def bench_training(n_steps, batch_size, data_dir):
             idx = perm[k * batch_size : (k + 1) * batch_size]
             yield images[idx], labels[idx]
 
-    results["ours_img_s"] = run(ours(), layout=speed_up)  # channels_last, as du.train
+    results["ours_img_s"] = run(ours(), layout=speed_up)  # channels_last, as scripts/train.py trains
     return results
 
 
@@ -498,7 +498,7 @@ def speed_report(model, schedule, args, report) -> list[str]:
         "`speed_up(model)`, eager in the channels_last layout, as the notebooks and scripts sample on a CPU "
         "by default. Ours (fast): the same on `speed_up(model, freeze=True)` (channels_last, compiled with "
         f"frozen weights; its first call took {compile_s:.1f} s). Training, ours: our input pipeline and "
-        "`speed_up(model)` (channels_last), as `du.train` runs it.",
+        "`speed_up(model)` (channels_last), as `scripts/train.py` trains it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
         f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP; time, rate and share of the "
         f"peak alone (and inside DDPM-500, loop included): {forwards}. Peak: the {_conv_name(*PEAK_CONV)} NHWC "

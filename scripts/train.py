@@ -4,12 +4,15 @@
 Examples:
     python scripts/train.py --epochs 32 --out runs/model            # unconditional
     python scripts/train.py --context --epochs 32 --out runs/ctx    # with context (10% dropped)
-    python scripts/train.py --resume runs/ctx/checkpoint.pt         # continue exactly
-    python scripts/train.py --resume runs/ctx/checkpoint.pt --epochs 20   # ... with another length
+    python scripts/train.py --resume runs/ctx/checkpoint.pt         # continue exactly (same data, folder, recipe)
+    python scripts/train.py --resume runs/ctx/checkpoint.pt --epochs 40   # ... for another length
 
 Writes to --out: checkpoint.pt after every epoch (everything needed to resume),
 <prefix>_<epoch>.pth EMA snapshots every --save-every epochs, <prefix>_trained.pth at the end, loss_log.csv, and
-run.json (the command, data set hash, steps, wall time). Ctrl-C saves before it exits.
+run.json (the command, data set hash, steps, wall time). Ctrl-C (or SIGTERM) stops after the current step, saves,
+and prints the command that resumes the run. A folder that holds another run is refused unless --resume or
+--overwrite. On --resume the checkpoint gives the recipe, the data (folder, --limit; checked by hash) and the
+folder; --epochs and --save-every may change, other recipe options must match or are refused.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,90 +32,140 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cli
 import torch
 from provenance import file_sha256
+from training_run import CHECKPOINT, RUN_JSON, TrainConfig, claim_out_dir, load_checkpoint, run
 
 import diffusion_utilities as du
 
+#: The options that set the recipe: (option, TrainConfig field).
+RECIPE_OPTIONS = (
+    ("--context", "context"),
+    ("--context-drop", "context_drop"),
+    ("--epochs", "epochs"),
+    ("--batch-size", "batch_size"),
+    ("--lr", "lr"),
+    ("--ema-decay", "ema_decay"),
+    ("--seed", "seed"),
+    ("--save-every", "save_every"),
+    ("--n-feat", "n_feat"),
+)
+
 
 def parse_args(argv=None):
-    d = du.TrainConfig()
+    d = TrainConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--context", action="store_true", help="train with the class labels as context")
+    # every recipe option defaults to None ("not given"), so that a resume can tell what was asked
+    p.add_argument("--context", action="store_true", default=None, help="train with the class labels as context")
     p.add_argument(
         "--context-drop",
         type=float,
-        default=d.context_drop,
         help=f"share of contexts zeroed, for guidance and unconditional sampling (default {d.context_drop})",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the data (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    p.add_argument(
-        "--lr", type=float, default=d.lr, help=f"initial learning rate, decayed linearly to 0 (default {d.lr})"
-    )
-    p.add_argument(
-        "--ema-decay", type=float, default=d.ema_decay, help=f"EMA decay of the weights (default {d.ema_decay})"
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    p.add_argument(
-        "--save-every",
-        type=int,
-        default=d.save_every,
-        help=f"checkpoint and snapshot every N epochs (default {d.save_every})",
-    )
+    p.add_argument("--epochs", type=int, help=f"passes over the data (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, help=f"initial learning rate, decayed linearly to 0 (default {d.lr})")
+    p.add_argument("--ema-decay", type=float, help=f"EMA decay of the weights (default {d.ema_decay})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--save-every", type=int, help=f"snapshot the EMA weights every N epochs (default {d.save_every})")
+    p.add_argument("--n-feat", type=int, help=f"width of the network (default {d.n_feat}, the course's)")
     p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N sprites (quick trials)")
-    p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
-    p.add_argument(
-        "--resume",
-        default=None,
-        help="a checkpoint.pt to continue from (its recipe is used; --epochs may change the length)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--out", default=None, help="output folder (default runs/train; on --resume: the run's own)")
+    p.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (see above)")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
+    p.add_argument("--max-steps", type=int, default=None, help="stop (and save) after this many steps in all")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the training step (long runs; the first steps compile)"
     )
-    args = p.parse_args(argv)
-    args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in (argv or sys.argv[1:]))
-    return args
+    return p.parse_args(argv)
+
+
+def resume_command(checkpoint: Path) -> str:
+    """The exact command that continues the run of ``checkpoint``, to run from the current folder."""
+    script = os.path.relpath(Path(__file__).resolve())
+    if script.startswith(".."):
+        script = str(Path(__file__).resolve())
+    return f"python {shlex.quote(script)} --resume {shlex.quote(str(checkpoint))}"
+
+
+def recipe_for_resume(args, ckpt: dict) -> tuple[TrainConfig, list[str]]:
+    """The checkpoint's recipe with what this resume may change; refuses what it may not."""
+    config = TrainConfig(**ckpt["config"])
+    notes, refused = [], []
+    for option, field in RECIPE_OPTIONS:
+        given, was = getattr(args, field), getattr(config, field)
+        if given is None or given == was:
+            continue
+        if field in ("epochs", "save_every"):
+            setattr(config, field, given)
+            notes.append(f"{option} changes from {was} to {given}")
+        else:
+            refused.append(f"{option} {given} (the run's is {was})")
+    if refused:
+        raise ValueError(
+            f"a resumed run keeps its recipe: {', '.join(refused)} cannot change; only --epochs and --save-every "
+            "can. Start a new run (another --out) to train with other options."
+        )
+    data = ckpt.get("data") or {}
+    if args.limit is not None and args.limit != data.get("limit"):
+        raise ValueError(
+            f"a resumed run keeps its data: --limit {args.limit} differs from the run's {data.get('limit')}."
+        )
+    return config, notes
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be >= 1 (the number of sprites to train on), got {args.limit}.")
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}.")
+        notes: list[str] = []
         if args.resume is not None:
             resume = Path(args.resume)
-            ckpt = du._load_checkpoint(resume)
-            config = du.TrainConfig(**ckpt["config"])
-            if args.epochs_given:
-                print(f"Changing the run's length from {config.epochs} to {args.epochs} epochs.")
-                config.epochs = args.epochs
+            ckpt = load_checkpoint(resume)
+            if args.overwrite:
+                raise ValueError("--overwrite and --resume contradict each other: a resume continues the run.")
+            config, notes = recipe_for_resume(args, ckpt)
+            data = ckpt.get("data") or {}
+            data_dir = args.data if args.data is not None else data.get("dir")
+            limit = data.get("limit") if "limit" in data else args.limit
+            if args.data is not None and data.get("dir") and Path(args.data).resolve() != Path(data["dir"]):
+                notes.append(f"reading the data from {args.data} (the run read {data['dir']}; the hash must match)")
+            out = Path(args.out) if args.out is not None else resume.parent
+            compile = args.compile or bool(ckpt.get("compile", False))
+            if args.compile and not ckpt.get("compile", False):
+                notes.append("--compile: the run goes on compiled")
         else:
             resume = None
-            config = du.TrainConfig(
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                context=args.context,
-                context_drop=args.context_drop,
-                ema_decay=args.ema_decay,
-                seed=args.seed,
-                save_every=args.save_every,
-            )
+            given = {field: getattr(args, field) for _, field in RECIPE_OPTIONS if getattr(args, field) is not None}
+            config = TrainConfig(**given)
             config.validate()
-        sfile, lfile = du.sprite_files(args.data)
+            data_dir, limit = args.data, args.limit
+            out = Path(args.out if args.out is not None else "runs/train")
+            compile = args.compile
+        removed = claim_out_dir(out, resume, args.overwrite)
+        sfile, lfile = du.sprite_files(data_dir)
         dataset = du.CustomDataset(sfile, lfile, null_context=not config.context)
+        images, labels = dataset.tensors()
+        if limit is not None:
+            if limit > len(images):
+                raise ValueError(f"--limit {limit} asks for more sprites than {sfile} holds ({len(images)}).")
+            images, labels = images[:limit], labels[:limit]
+        device = du.get_device(args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    images, labels = dataset.tensors()
-    if args.limit:
-        images, labels = images[: args.limit], labels[: args.limit]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = du.get_device(args.device)
-    print(f"Training on {len(images)} sprites from {sfile.name} on {device}; recipe: {config}")
-    run = {
-        "command": "python scripts/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    for note in notes:
+        print(f"Resume: {note}.")
+    if removed:
+        print(f"--overwrite: deleted the previous run's {', '.join(p.name for p in removed)} in {out}.")
+    print(f"Training on {len(images)} sprites from {sfile} on {device}; recipe: {config}")
+    run_info = {
+        "command": "python scripts/train.py " + " ".join(shlex.quote(a) for a in argv),
         "config": dataclasses.asdict(config),
         "dataset": sfile.name,
         "dataset_sha256": file_sha256(sfile),
@@ -121,37 +176,57 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    previous = out / "run.json"
+    run_json = out / RUN_JSON
     if resume is None:  # written now, so a resumed run still knows the command that started it
-        previous.write_text(json.dumps(run, indent=2) + "\n")
-    result = du.train(
-        config,
-        images,
-        labels,
-        out_dir=out,
-        device=device,
-        resume=resume,
-        progress=not args.no_progress,
-        compile=args.compile,
-    )
-    run.update(
+        out.mkdir(parents=True, exist_ok=True)
+        run_json.write_text(json.dumps(run_info, indent=2) + "\n")
+    checkpoint = out / CHECKPOINT
+    data = {"dir": str(sfile.parent.resolve()), "limit": limit}
+    data.update(sprites_sha256=run_info["dataset_sha256"], labels_sha256=run_info["labels_sha256"])
+    try:
+        result = run(
+            config,
+            images,
+            labels,
+            out_dir=out,
+            device=device,
+            resume=resume,
+            max_steps=args.max_steps,
+            progress=not args.no_progress,
+            compile=compile,
+            data=data,
+        )
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        last = f"Resume from the last checkpoint with: {resume_command(checkpoint)}" if checkpoint.exists() else ""
+        print(f"\nStopped at once, unsaved. {last}".rstrip())
+        return 130
+    losses = result.losses[-100:]
+    run_info.update(
         steps=result.step,
         epochs_done=result.epoch,
         images_seen=result.step * min(config.batch_size, len(images)),
-        final_loss=sum(result.losses[-100:]) / max(1, len(result.losses[-100:])),
+        final_loss=sum(losses) / max(1, len(losses)),
         wall_time_s=round(result.wall_time, 1),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
         interrupted=result.interrupted,
     )
-    if resume is not None and previous.exists():
-        first = json.loads(previous.read_text())
-        run["resumed_with"] = [*first.get("resumed_with", []), run["command"]]
-        run["command"], run["started"] = first["command"], first["started"]
-    previous.write_text(json.dumps(run, indent=2) + "\n")
-    if result.interrupted:
-        print(f"Stopped at step {result.step}. Resume with: python scripts/train.py --resume {out / 'checkpoint.pt'}")
-        return 130
-    print(f"Done: {result.step} steps in {result.wall_time:.0f} s, final loss {run['final_loss']:.4f}; wrote {out}")
+    if resume is not None and run_json.exists():
+        first = json.loads(run_json.read_text())
+        run_info["resumed_with"] = [*first.get("resumed_with", []), run_info["command"]]
+        run_info["command"], run_info["started"] = first["command"], first["started"]
+    run_json.write_text(json.dumps(run_info, indent=2) + "\n")
+    if not result.finished:
+        why = {"max_steps": "--max-steps reached"}.get(result.stopped_by, result.stopped_by)
+        print(
+            f"Stopped at step {result.step} of {result.total_steps} ({why}). Resume with: {resume_command(checkpoint)}"
+        )
+        return 130 if result.interrupted else 0
+    print(
+        f"Done: {result.step} steps in {result.wall_time:.0f} s, final loss {run_info['final_loss']:.4f}; wrote {out}"
+    )
     return 0
 
 

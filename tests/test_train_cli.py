@@ -1,0 +1,118 @@
+"""scripts/train.py as a user meets it: the printed resume command continues the same run exactly,
+options a resume cannot change are refused, a folder holding a run is protected, bad input is one line."""
+
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+import torch
+import train
+from conftest import ROOT, du, write_sprites
+
+# a tiny run: 30 of 50 sprites, 3 steps an epoch, 2 epochs
+TINY = ["--context", "--n-feat", "8", "--batch-size", "10", "--epochs", "2", "--limit", "30", "--no-progress"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_sprites(folder, n=50)
+    return folder
+
+
+def main(capsys, *args):
+    """Run train.py's main in this process; returns (exit code, stdout, stderr)."""
+    code = train.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_printed_resume_command_continues_the_same_run(tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", "runs/whole")
+    assert code == 0, err
+    code, out, err = main(capsys, *TINY, "--data", data_dir, "--out", "runs/int", "--max-steps", "4")
+    assert code == 0, err
+    command = re.search(r"Resume with: (.+)", out).group(1)
+    argv = shlex.split(command)
+    assert argv[0] == "python"
+    resumed = subprocess.run(
+        [sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Training on 30 sprites" in resumed.stdout  # the run's --limit, not the whole set
+    whole, interrupted = tmp_path / "runs" / "whole", tmp_path / "runs" / "int"
+    assert not (tmp_path / "runs" / "train").exists()  # its own folder, not the default one
+    assert (interrupted / "loss_log.csv").read_text() == (whole / "loss_log.csv").read_text()  # no nan either
+    a = torch.load(whole / "context_model_trained.pth", weights_only=True)
+    b = torch.load(interrupted / "context_model_trained.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resume_refuses_what_it_cannot_change_and_reports_what_it_changes(tmp_path, data_dir, capsys):
+    out_dir = tmp_path / "run"
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", out_dir, "--max-steps", "2")
+    assert code == 0, err
+    checkpoint = out_dir / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    for option, value in [("--lr", "0.0005"), ("--batch-size", "20"), ("--context-drop", "0.5"), ("--n-feat", "16")]:
+        code, _, err = main(capsys, "--resume", checkpoint, option, value)
+        assert code == 2 and f"{option} {value}" in err and "cannot change" in err, err
+    code, _, err = main(capsys, "--resume", checkpoint, "--limit", "20")
+    assert code == 2 and "--limit 20 differs" in err
+    code, _, err = main(capsys, "--resume", checkpoint, "--out", tmp_path / "elsewhere")
+    assert code == 2 and "continues in its own folder" in err
+    other = tmp_path / "other"
+    other.mkdir()
+    write_sprites(other, n=50, seed=1)
+    code, _, err = main(capsys, "--resume", checkpoint, "--data", other)
+    assert code == 2 and "trained on other data" in err
+    assert checkpoint.read_bytes() == before  # none of these touched the run
+    code, out, err = main(capsys, "--resume", checkpoint, "--epochs", "3", "--lr", "0.001", "--no-progress")
+    assert code == 0, err
+    assert "--epochs changes from 2 to 3" in out and "Done: 9 steps" in out  # an unchanged option is fine
+
+
+def test_a_new_run_refuses_a_folder_that_holds_a_run(tmp_path, data_dir, capsys):
+    out_dir = tmp_path / "run"
+    main(capsys, *TINY, "--data", data_dir, "--out", out_dir, "--max-steps", "1")
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", out_dir)
+    assert code == 2 and "holds another run" in err and f"--resume {out_dir / 'checkpoint.pt'}" in err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    code, out, err = main(capsys, *TINY, "--data", data_dir, "--out", out_dir, "--overwrite", "--max-steps", "1")
+    assert code == 0 and "deleted the previous run's" in out, err
+
+
+@pytest.mark.parametrize("limit, message", [("0", "--limit must be >= 1"), ("51", "asks for more sprites")])
+def test_a_limit_that_selects_nothing_or_too_much_is_an_error(tmp_path, data_dir, capsys, limit, message):
+    code, _, err = main(capsys, "--data", data_dir, "--limit", limit, "--out", tmp_path / "run")
+    assert code == 2 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_documented_resume_commands_are_the_exact_ones():
+    """Every `--resume X` in the README and train.py's help resumes X = <an --out of that text>/checkpoint.pt
+    and gives no option a resume refuses."""
+    for text in [(ROOT / "README.md").read_text(), train.__doc__]:
+        outs = set(re.findall(r"scripts/train\.py [^\n#]*--out (\S+)", text))
+        resumes = re.findall(r"scripts/train\.py --resume (\S+)([^\n#`]*)", text)
+        assert resumes, "no resume command documented"
+        for path, rest in resumes:
+            assert path.endswith("/checkpoint.pt") and path.rsplit("/", 1)[0] in outs, path
+            assert set(re.findall(r"--[\w-]+", rest)) <= {"--epochs", "--save-every"}, rest
+
+
+def test_the_run_json_keeps_the_first_command_and_lists_the_resumes(tmp_path, data_dir, capsys):
+    import json
+
+    out_dir = tmp_path / "run"
+    main(capsys, *TINY, "--data", data_dir, "--out", out_dir, "--max-steps", "2")
+    main(capsys, "--resume", out_dir / "checkpoint.pt", "--no-progress")
+    info = json.loads((out_dir / "run.json").read_text())
+    assert "--max-steps 2" in info["command"] and len(info["resumed_with"]) == 1
+    assert info["steps"] == 6 and info["n_images"] == 30
+    assert du.load_model(out_dir / "context_model_trained.pth", model=du.ContextUnet(3, 8, 5, 16))

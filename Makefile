@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/sprites_16x16.npy
 
-.PHONY: all course test lint unit notebooks data lab clean help
+.PHONY: all course test lint unit notebooks data lab clean help gpu-check
 
 help:
 	@echo "make course  - set up what is missing, run all four notebooks into build/ (main job)"
 	@echo "make test    - set up what is missing, lint, unit tests, notebooks in quick mode"
 	@echo "make data    - build the OpenMoji sprite set in data/"
 	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make gpu-check - on a CUDA machine: lessons, benchmark and compile fallback, as one report"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,9 @@ test: lint $(STAMP) $(DATA)
 
 lab: $(STAMP) $(DATA)
 	$(VENV)/bin/jupyter lab notebooks/
+
+gpu-check: $(STAMP) $(DATA)
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -38,17 +38,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision import transforms
 from tqdm.auto import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parent
 DATA_DIR = REPO_ROOT / "data"
 WEIGHTS_DIR = REPO_ROOT / "weights"
-
-
-def repo_path(path) -> str:
-    """``path`` as written into reports: relative to the repository when inside it (no local paths)."""
-    full = Path(path).resolve()
-    return str(full.relative_to(REPO_ROOT)) if full.is_relative_to(REPO_ROOT) else str(path)
 
 
 #: The five sprite classes, in the order of the label vector.
@@ -149,7 +144,8 @@ class ContextUnet(nn.Module):
     """The course's U-Net that predicts the noise in an image, given time and context.
 
     ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with
-    values t / T in [0, 1], c (B, n_cfeat) or None (= zeros, "no context") -> the
+    values t / T in [0, 1] (or a single time for the whole batch, e.g. shape (1, 1, 1, 1) as
+    the original course passes it), c (B, n_cfeat) or None (= zeros, "no context") -> the
     predicted noise, (B, in_channels, height, height).
 
     Shapes inside, for height h and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
@@ -207,10 +203,11 @@ class ContextUnet(nn.Module):
             raise ValueError(
                 f"ContextUnet expected x of shape (B, {self.in_channels}, {self.h}, {self.h}), got {tuple(x.shape)}."
             )
-        if not torch.is_tensor(t) or t.numel() != b or t.dim() not in (1, 2, 4):
+        if not torch.is_tensor(t) or t.numel() not in (1, b) or t.dim() > 4:
             shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
             raise ValueError(
-                f"ContextUnet expected t of shape ({b},) or ({b}, 1, 1, 1) with values t/T in [0, 1], got {shape}."
+                f"ContextUnet expected t of shape ({b},) or ({b}, 1, 1, 1), or one time for the whole batch "
+                f"(e.g. (1, 1, 1, 1)), with values t/T in [0, 1]; got {shape}."
             )
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
@@ -221,7 +218,7 @@ class ContextUnet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, c)
-        t = t.reshape(-1, 1).to(x.dtype)
+        t = t.reshape(-1, 1).to(x.dtype)  # (B, 1), or (1, 1): one time for the batch, broadcast below
         if c is None:
             c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype)
         c = c.to(x.dtype)
@@ -265,6 +262,9 @@ class DDPMSchedule:
     ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]``, with ``ab_t[0]`` set to 1 (as in the course;
     so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2). Computed in float64, stored as
     float32 on ``device``; the posterior variance ``b~_t`` sits beside them as ``b_tilde_t``.
+
+    Notation (name here -> in the papers): ``T`` -> T, ``b_t`` -> beta_t, ``a_t`` -> alpha_t,
+    ``ab_t`` -> alpha-bar_t, ``b_tilde_t`` -> beta-tilde_t.
     """
 
     def __init__(self, timesteps: int = 500, beta1: float = 1e-4, beta2: float = 0.02, device="cpu"):
@@ -272,18 +272,16 @@ class DDPMSchedule:
             raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}.")
         if not 0 < beta1 <= beta2 < 1:
             raise ValueError(f"Need 0 < beta1 <= beta2 < 1, got beta1={beta1}, beta2={beta2}.")
-        self.T = self.timesteps = int(timesteps)
+        self.T = int(timesteps)
         self.beta1, self.beta2 = beta1, beta2
         self.device = torch.device(device)
         b = (beta2 - beta1) * torch.linspace(0, 1, self.T + 1, dtype=torch.float64) + beta1
         a = 1 - b
         ab = torch.cumprod(a, 0)
         ab[0] = 1.0  # ab_t[0] = 1: no noise at t = 0
-        self._b, self._a, self._ab = b, a, ab
         # posterior variance b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t), t >= 1
         bt = torch.zeros_like(b)
         bt[1:] = b[1:] * (1 - ab[:-1]) / (1 - ab[1:])
-        self._b_tilde = bt
         self.b_t = b.float().to(self.device)
         self.a_t = a.float().to(self.device)
         self.ab_t = ab.float().to(self.device)
@@ -318,8 +316,10 @@ class DDPMSchedule:
         return ab.sqrt() * x + (1 - ab).sqrt() * noise
 
     # -- reverse steps -----------------------------------------------------------------
-    def denoise_add_noise(self, x, t: int, pred_noise, z=None, posterior_variance: bool = False):
-        """One DDPM step from x_t to x_{t-1} (Ho et al. 2020, eq. 11 plus noise).
+    def denoise_add_noise(
+        self, x, t: int, pred_noise, z=None, *, t_prev: int | None = None, posterior_variance: bool = False
+    ):
+        """One DDPM step from x_t to x_{t-1} (Ho et al. 2020, eq. 11, plus fresh noise).
 
         ``x_{t-1} = (x_t - pred_noise (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sigma_t z``
 
@@ -327,13 +327,21 @@ class DDPMSchedule:
         ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z`` is standard normal noise shaped like
         x; None draws it with torch.randn_like, zeros gives the noise-free step. ``t`` is an
         int in 1..T (the same step for the whole batch).
+
+        ``t_prev`` < t - 1 jumps over several timesteps (DDPM on fewer steps): the same formula
+        with a_t replaced by the share of the signal kept over the jump, ``a = ab_t / ab_prev``,
+        and ``sigma^2 = 1 - a`` (or ``(1 - a) (1 - ab_prev) / (1 - ab_t)`` with ``posterior_variance``).
         """
+        if t_prev is None or t_prev == t - 1:
+            a = self.a_t[t]
+            var = (self.b_tilde_t if posterior_variance else self.b_t)[t]
+        else:
+            a = self.ab_t[t] / self.ab_t[t_prev]
+            var = (1 - a) * ((1 - self.ab_t[t_prev]) / (1 - self.ab_t[t]) if posterior_variance else 1)
         if z is None:
             z = torch.randn_like(x)
-        var = self.b_tilde_t if posterior_variance else self.b_t
-        noise = var[t].sqrt() * z
-        mean = (x - pred_noise * ((1 - self.a_t[t]) / (1 - self.ab_t[t]).sqrt())) / self.a_t[t].sqrt()
-        return mean + noise
+        mean = (x - pred_noise * ((1 - a) / (1 - self.ab_t[t]).sqrt())) / a.sqrt()
+        return mean + var.sqrt() * z
 
     def denoise_ddim(self, x, t: int, t_prev: int, pred_noise, eta: float = 0.0, z=None):
         """One DDIM step (Song et al. 2021) from step t to step t_prev < t; deterministic with eta = 0.
@@ -345,13 +353,13 @@ class DDPMSchedule:
         jumps it is DDPM on a subsequence of the timesteps ("DDPM with fewer steps").
         """
         ab, ab_prev = self.ab_t[t], self.ab_t[t_prev]
-        x0_pred = ab_prev.sqrt() * ((x - (1 - ab).sqrt() * pred_noise) / ab.sqrt())
+        x0_hat = (x - (1 - ab).sqrt() * pred_noise) / ab.sqrt()  # the predicted clean sprite
         if eta == 0:
-            return x0_pred + (1 - ab_prev).sqrt() * pred_noise
+            return ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * pred_noise
         var = eta**2 * (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
         if z is None:
             z = torch.randn_like(x)
-        return x0_pred + (1 - ab_prev - var).clamp(min=0).sqrt() * pred_noise + var.sqrt() * z
+        return ab_prev.sqrt() * x0_hat + (1 - ab_prev - var).clamp(min=0).sqrt() * pred_noise + var.sqrt() * z
 
     def step_sequence(self, n: int) -> list[int]:
         """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow.
@@ -367,83 +375,43 @@ class DDPMSchedule:
 # =============================================================================
 # 3. Samplers
 # =============================================================================
+#
+# Every sampler has the same shape: sample_X(model, schedule, n_sample, steps, context=None, *,
+# guide_w=0, generator=None, x_T=None, save_rate=..., callback=None, progress=True), and returns
+# (samples, intermediate, timesteps). The loop is written out in each function: the model call,
+# classifier-free guidance, and the update formula, one step per iteration.
 
 
-def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Standard normal noise drawn from ``generator`` (on its own device), placed on ``device``."""
+def draw_noise(shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Standard normal noise of ``shape`` from ``generator`` (on the generator's own device), on ``device``."""
     if generator is None:
         return torch.randn(shape, device=device)
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+class Frames:
+    """The states a sampler keeps for an animation, and the timestep of each.
 
-
-def _prepare_context(model, context, n_sample: int, device) -> torch.Tensor | None:
-    """Check a context against the model and broadcast a single (n_cfeat,) vector to the batch."""
-    if context is None:
-        return None
-    n_cfeat = getattr(model, "n_cfeat", None)
-    c = torch.as_tensor(context, dtype=torch.float32)
-    if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
-        c = c.expand(n_sample, n_cfeat)
-    if c.dim() != 2 or c.shape[0] != n_sample or (n_cfeat is not None and c.shape[1] != n_cfeat):
-        raise ValueError(
-            f"context must have shape ({n_sample}, {n_cfeat}) (one row of {n_cfeat} class weights per sprite) "
-            f"or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
-        )
-    return c.to(device)
-
-
-class _NoisePredictor:
-    """eps(x, t) for one sampling run, with classifier-free guidance folded in.
-
-    ``eps = (1 + w) eps(x, c) - w eps(x, 0)``; with w = 0 it is the plain conditional
-    prediction (one forward pass). The time inputs are built once, not every step.
+    Keeps x_T (the pure noise), then the state after every ``save_rate``-th step, and always the
+    last one (t = 0). ``save_rate`` None or 0 keeps nothing. ``result()`` gives the frames as a
+    numpy array (frames, N, C, H, W) and their timesteps as a list (T first, 0 last).
     """
 
-    def __init__(self, model, schedule, n_sample, context, guide_w, device):
-        if not math.isfinite(guide_w) or guide_w < 0:
-            raise ValueError(f"guide_w must be a number >= 0 (0 = no guidance), got {guide_w!r}.")
-        if guide_w > 0 and context is None:
-            raise ValueError("Classifier-free guidance (guide_w > 0) needs a context to guide towards.")
-        self.model, self.w = model, float(guide_w)
-        self.n = n_sample
-        self.guided = guide_w > 0
-        rows = 2 * n_sample if self.guided else n_sample
-        self.t_rows = (torch.arange(schedule.T + 1, device=device, dtype=torch.float32) / schedule.T)[:, None]
-        self.t_rows = self.t_rows.expand(-1, rows).contiguous()
-        if self.guided:
-            self.c = torch.cat([context, torch.zeros_like(context)])
-        else:
-            self.c = context
+    def __init__(self, x_T: torch.Tensor, t_start: int, save_rate: int | None, n_steps: int):
+        self.save_rate, self.n_steps = save_rate, n_steps
+        self.frames, self.timesteps = [], []
+        self(0, t_start, x_T)
 
-    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        if not self.guided:
-            return self.model(x, self.t_rows[t], self.c)
-        eps = self.model(torch.cat([x, x]), self.t_rows[t], self.c)
-        eps_c, eps_u = eps[: self.n], eps[self.n :]
-        return (1 + self.w) * eps_c - self.w * eps_u
+    def __call__(self, step: int, t: int, x: torch.Tensor):
+        """Keep x, the state at timestep t after ``step`` of the sampler's steps, if it is due."""
+        if self.save_rate and (step % self.save_rate == 0 or step == self.n_steps):
+            self.frames.append(x.detach().float().cpu().numpy())
+            self.timesteps.append(int(t))
 
-
-def _start_noise(model, n_sample, x_T, generator, device) -> torch.Tensor:
-    shape = (n_sample, model.in_channels, model.h, model.h)
-    if x_T is None:
-        x = _randn(shape, generator, device)
-    elif tuple(x_T.shape) != shape:
-        raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
-    else:
-        x = x_T.to(device=device, dtype=torch.float32).clone()
-    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)  # follow the model's layout (see speed_up)
-    return x
-
-
-def _check_n_sample(n_sample):
-    if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
-        raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
-    return int(n_sample)
+    def result(self, x: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        if not self.frames:
+            return np.zeros((0, *x.shape), dtype=np.float32), []
+        return np.stack(self.frames), self.timesteps
 
 
 class _EvalMode:
@@ -463,288 +431,270 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
-def _frame(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().cpu().numpy()
+def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
+    """What every sampler checks and prepares before its loop.
+
+    Returns (x_T, the model's context input, the schedule on the model's device, the times t/T
+    for t = 0..T). With guidance the context input is (2N, n_cfeat): the contexts, then zeros.
+    """
+    if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
+        raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
+    n_sample = int(n_sample)
+    if not math.isfinite(guide_w) or guide_w < 0:
+        raise ValueError(f"guide_w must be a number >= 0 (0 = no guidance), got {guide_w!r}.")
+    if guide_w > 0 and context is None:
+        raise ValueError("Classifier-free guidance (guide_w > 0) needs a context to guide towards.")
+    device = next(model.parameters()).device
+    n_cfeat = getattr(model, "n_cfeat", None)
+    c = None
+    if context is not None:
+        c = torch.as_tensor(context, dtype=torch.float32)
+        if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
+            c = c.expand(n_sample, n_cfeat)  # one mix for every sprite
+        if c.dim() != 2 or c.shape[0] != n_sample or (n_cfeat is not None and c.shape[1] != n_cfeat):
+            raise ValueError(
+                f"context must have shape ({n_sample}, {n_cfeat}) (one row of {n_cfeat} class weights per "
+                f"sprite) or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
+            )
+        c = c.to(device)
+        if guide_w > 0:
+            c = torch.cat([c, torch.zeros_like(c)])
+    shape = (n_sample, model.in_channels, model.h, model.h)
+    if x_T is None:
+        x = draw_noise(shape, generator, device)
+    elif tuple(x_T.shape) != shape:
+        raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
+    else:
+        x = x_T.to(device=device, dtype=torch.float32).clone()
+    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)  # follow the model's memory layout
+    sched = schedule if schedule.device == device else schedule.to(device)
+    times = torch.arange(schedule.T + 1, device=device, dtype=torch.float32) / schedule.T
+    return x, c, sched, times
 
 
 def sample_ddpm(
     model: nn.Module,
     schedule: DDPMSchedule,
     n_sample: int,
+    steps: int | None = None,
     context=None,
-    save_rate: int | None = 20,
     *,
-    add_noise: bool = True,
     guide_w: float = 0.0,
     posterior_variance: bool = False,
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
-    progress: bool = True,
+    save_rate: int | None = 20,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    progress: bool = True,
 ):
-    """Draw ``n_sample`` sprites with DDPM: T steps from pure noise x_T ~ N(0, I) to x_0.
+    """Draw ``n_sample`` sprites with DDPM (Ho et al. 2020), from pure noise x_T ~ N(0, I) to x_0.
 
-    Each step is ``schedule.denoise_add_noise`` with fresh noise z (none at the last step).
-    ``add_noise=False`` drops that extra noise at every step: the samples then collapse
-    to blurry averages (lesson 1). ``guide_w`` > 0 mixes in classifier-free guidance.
+    Each step is ``schedule.denoise_add_noise`` with fresh noise z from ``generator`` (none at
+    the last step). ``steps``: None (all T timesteps, the course's sampler) or fewer, evenly
+    spaced (``schedule.step_sequence``), each step then jumping over T/steps timesteps.
+    ``context``: None, one (n_cfeat,) mix for all, or (n_sample, n_cfeat); ``guide_w`` = w > 0
+    adds classifier-free guidance, ``eps = (1 + w) eps(x, c) - w eps(x, 0)``.
 
-    Returns ``(samples, intermediate)``: samples (n_sample, C, H, W) on the model's device,
-    roughly in [-1, 1]; intermediate a numpy array (frames, n_sample, C, H, W) of the
-    states kept every ``save_rate`` steps, at the start and the last 8 steps (empty when
-    ``save_rate`` is None or 0). ``callback(t, x)`` sees every step's new state.
+    Returns ``(samples, intermediate, timesteps)``: samples (n_sample, C, H, W) on the model's
+    device, roughly in [-1, 1]; intermediate (frames, n_sample, C, H, W), a numpy array of x_T
+    and the state after every ``save_rate``-th step and the last; timesteps, the t of each frame.
+    ``callback(t, x)`` sees every step's new state.
     """
-    n_sample = _check_n_sample(n_sample)
-    device = _model_device(model)
-    c = _prepare_context(model, context, n_sample, device)
-    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
-    sched = schedule if schedule.device == device else schedule.to(device)
-    intermediate = []
+    ts = schedule.step_sequence(schedule.T if steps is None else steps)
+    x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
+    n, guided = x.shape[0], guide_w > 0
+    frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     with _EvalMode(model):
-        x = _start_noise(model, n_sample, x_T, generator, device)
-        for i in tqdm(range(sched.T, 0, -1), desc="DDPM", disable=not progress, leave=False):
-            eps = eps_fn(x, i)
-            if add_noise and i > 1:
-                z = _randn(x.shape, generator, device)
-            else:
-                z = torch.zeros_like(x)
-            x = sched.denoise_add_noise(x, i, eps, z, posterior_variance=posterior_variance)
+        for i in tqdm(range(len(ts) - 1), desc="DDPM", disable=not progress, leave=False):
+            t, t_prev = ts[i], ts[i + 1]
+            eps = model(torch.cat([x, x]) if guided else x, times[t], c)  # the network's noise estimate
+            if guided:  # with and without the context in one batch, then mixed
+                eps = (1 + guide_w) * eps[:n] - guide_w * eps[n:]
+            z = draw_noise(x.shape, generator, x.device) if t_prev > 0 else torch.zeros_like(x)
+            x = sched.denoise_add_noise(x, t, eps, z, t_prev=t_prev, posterior_variance=posterior_variance)
+            frames(i + 1, t_prev, x)
             if callback is not None:
-                callback(i - 1, x)
-            if save_rate and (i % save_rate == 0 or i == sched.T or i < 8):
-                intermediate.append(_frame(x))
-    return x, _stack_frames(intermediate, x)
+                callback(t_prev, x)
+    return (x, *frames.result(x))
 
 
 def sample_ddim(
     model: nn.Module,
     schedule: DDPMSchedule,
     n_sample: int,
-    n: int = 20,
+    steps: int = 20,
     context=None,
-    save_rate: int | None = 1,
     *,
     guide_w: float = 0.0,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
-    progress: bool = True,
+    save_rate: int | None = 1,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    progress: bool = True,
 ):
-    """Draw ``n_sample`` sprites with DDIM (eta = 0) in ``n`` steps of about T/n timesteps each.
+    """Draw ``n_sample`` sprites with DDIM (Song et al. 2021) in ``steps`` jumps of about T/steps timesteps.
 
-    The steps follow ``schedule.step_sequence(n)`` (any n from 1 to T) and use
-    ``schedule.denoise_ddim``; with eta = 0 (the default) no noise is added, so a fixed x_T
-    gives fixed samples; eta = 1 is DDPM on the same n steps (noise from ``generator``).
-    Returns ``(samples, intermediate)`` as ``sample_ddpm`` does; intermediate keeps every
-    ``save_rate``-th step (every step by default, as the course does).
+    Each step is ``schedule.denoise_ddim``: predict the clean sprite
+    ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``, then put it back together at the earlier
+    step, ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``. With eta = 0 (the default) no
+    noise is added, so a fixed x_T gives fixed samples; eta = 1 adds the posterior noise of each
+    jump (noise from ``generator``). Context, guidance and the return value as ``sample_ddpm``;
+    intermediate keeps every ``save_rate``-th step (every step by default).
     """
-    n_sample = _check_n_sample(n_sample)
-    steps = schedule.step_sequence(n)
-    device = _model_device(model)
-    c = _prepare_context(model, context, n_sample, device)
-    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
-    sched = schedule if schedule.device == device else schedule.to(device)
-    intermediate = []
+    ts = schedule.step_sequence(steps)
+    x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
+    n, guided = x.shape[0], guide_w > 0
+    frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     with _EvalMode(model):
-        x = _start_noise(model, n_sample, x_T, generator, device)
-        for k in tqdm(range(len(steps) - 1), desc="DDIM", disable=not progress, leave=False):
-            t, t_prev = steps[k], steps[k + 1]
-            z = _randn(x.shape, generator, device) if eta and t_prev > 0 else None
-            x = sched.denoise_ddim(x, t, t_prev, eps_fn(x, t), eta=eta if t_prev > 0 else 0.0, z=z)
+        for i in tqdm(range(len(ts) - 1), desc="DDIM", disable=not progress, leave=False):
+            t, t_prev = ts[i], ts[i + 1]
+            eps = model(torch.cat([x, x]) if guided else x, times[t], c)
+            if guided:  # classifier-free guidance
+                eps = (1 + guide_w) * eps[:n] - guide_w * eps[n:]
+            if eta > 0 and t_prev > 0:
+                z = draw_noise(x.shape, generator, x.device)
+                x = sched.denoise_ddim(x, t, t_prev, eps, eta=eta, z=z)
+            else:
+                x = sched.denoise_ddim(x, t, t_prev, eps)
+            frames(i + 1, t_prev, x)
             if callback is not None:
                 callback(t_prev, x)
-            if save_rate and (k % save_rate == 0 or k == len(steps) - 2):
-                intermediate.append(_frame(x))
-    return x, _stack_frames(intermediate, x)
+    return (x, *frames.result(x))
 
 
-def _stack_frames(frames: list, x: torch.Tensor) -> np.ndarray:
-    if frames:
-        return np.stack(frames)
-    return np.zeros((0, *x.shape), dtype=np.float32)
+def dpm_solver_coefficients(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha_t, sigma_t, lambda_t) for t = 0..T, in float64 on the CPU, for DPM-Solver++.
+
+    ``alpha_t = sqrt(ab_t)``, ``sigma_t = sqrt(1 - ab_t)``, ``lambda_t = log(alpha_t / sigma_t)``
+    (the log signal-to-noise ratio; +inf at t = 0, where sigma = 0).
+    """
+    ab = schedule.to("cpu").ab_t.double()
+    alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+    return alpha, sigma, torch.log(alpha) - torch.log(sigma)
 
 
 def sample_dpm_solver(
     model: nn.Module,
     schedule: DDPMSchedule,
     n_sample: int,
-    n: int = 15,
+    steps: int = 15,
     context=None,
-    save_rate: int | None = 1,
     *,
-    order: int = 2,
-    sde: bool = False,
     guide_w: float = 0.0,
+    order: int = 2,
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
-    progress: bool = True,
+    save_rate: int | None = 1,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    progress: bool = True,
 ):
-    """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022) in ``n`` steps.
+    """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022), the ODE form, in ``steps`` steps.
 
-    With ``alpha_t = sqrt(ab_t)``, ``sigma_t = sqrt(1 - ab_t)``, ``lambda_t = log(alpha_t / sigma_t)``
-    and the data prediction ``x0_i = (x_i - sigma_i eps) / alpha_i``, a step from s to t with
-    ``h = lambda_t - lambda_s`` is
+    With the data prediction ``x0 = (x_s - sigma_s eps) / alpha_s`` (``dpm_solver_coefficients``),
+    a step from s to t with ``h = lambda_t - lambda_s`` is
 
         x_t = (sigma_t / sigma_s) x_s - alpha_t (exp(-h) - 1) D
 
-    where D = x0_s for the first-order step (identical to DDIM) and, for the
-    second-order multistep update, ``D = (1 + 1/(2r)) x0_s - 1/(2r) x0_prev`` with
-    ``r = h_prev / h``. The first step and the final step (to t = 0, where sigma = 0) are
-    first order. ``order=1`` gives DDIM exactly. Timesteps as ``sample_ddim``; returns
-    ``(samples, intermediate)`` the same way.
-
-    ``sde=True`` solves the reverse SDE instead of the ODE (SDE-DPM-Solver++(2M), from the same
-    paper): with the same D,
-
-        x_t = (sigma_t / sigma_s) exp(-h) x_s + alpha_t (1 - exp(-2h)) D + sigma_t sqrt(1 - exp(-2h)) z
-
-    with fresh noise z from ``generator`` at every step but the last. Its first-order step is
-    DDPM's step from s to t with the posterior variance (``sample_ddpm_strided``); like DDPM it
-    adds noise that corrects earlier errors, so it often follows the context better than the ODE.
+    with D = x0 for a first-order step (exactly DDIM's step) and, for the second-order multistep
+    update, ``D = (1 + 1/(2r)) x0 - 1/(2r) x0_prev``, ``r = h_prev / h``. The first step and
+    the last (to t = 0, where the step lands on x0) are first order; ``order=1`` is DDIM.
+    Timesteps as ``sample_ddim``; context, guidance and the return value as ``sample_ddpm``.
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}.")
-    n_sample = _check_n_sample(n_sample)
-    steps = schedule.step_sequence(n)
-    device = _model_device(model)
-    c = _prepare_context(model, context, n_sample, device)
-    eps_fn = _NoisePredictor(model, schedule, n_sample, c, guide_w, device)
-    # Per-step coefficients in float64 on the host, computed once: no host sync in the loop.
-    ab = schedule._ab
-    alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
-    lam = torch.log(alpha) - torch.log(sigma)  # +inf at t = 0
-    intermediate = []
+    ts = schedule.step_sequence(steps)
+    alpha, sigma, lam = dpm_solver_coefficients(schedule)  # host numbers: no device sync in the loop
+    x, c, _, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
+    n, guided = x.shape[0], guide_w > 0
+    frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     x0_prev, h_prev = None, None
     with _EvalMode(model):
-        x = _start_noise(model, n_sample, x_T, generator, device)
-        desc = "SDE-DPM-Solver++" if sde else "DPM-Solver++"
-        for k in tqdm(range(len(steps) - 1), desc=desc, disable=not progress, leave=False):
-            s, t = steps[k], steps[k + 1]
-            eps = eps_fn(x, s)
+        for i in tqdm(range(len(ts) - 1), desc="DPM-Solver++", disable=not progress, leave=False):
+            s, t = ts[i], ts[i + 1]
+            eps = model(torch.cat([x, x]) if guided else x, times[s], c)
+            if guided:  # classifier-free guidance
+                eps = (1 + guide_w) * eps[:n] - guide_w * eps[n:]
             x0 = (x - float(sigma[s]) * eps) / float(alpha[s])
+            h = float(lam[t] - lam[s])  # inf for the last step to t = 0
             if t == 0:
-                x = x0  # sigma_0 = 0: the step lands on the data prediction
+                x = x0  # sigma_0 = 0: the last step lands on the data prediction
             else:
-                h = float(lam[t] - lam[s])
-                if order == 2 and x0_prev is not None:
-                    r = h_prev / h
-                    d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-                else:
-                    d = x0
-                if sde:
-                    z = _randn(x.shape, generator, device)
-                    decay = math.exp(-h) * float(sigma[t] / sigma[s])
-                    x = (
-                        decay * x
-                        - float(alpha[t]) * math.expm1(-2 * h) * d
-                        + float(sigma[t]) * (-math.expm1(-2 * h)) ** 0.5 * z
-                    )
-                else:
-                    x = float(sigma[t] / sigma[s]) * x - float(alpha[t]) * math.expm1(-h) * d
-                h_prev = h
-            x0_prev = x0
+                r = h_prev / h if (order == 2 and x0_prev is not None) else None
+                d = x0 if r is None else (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+                x = float(sigma[t] / sigma[s]) * x - float(alpha[t]) * math.expm1(-h) * d
+            x0_prev, h_prev = x0, h
+            frames(i + 1, t, x)
             if callback is not None:
                 callback(t, x)
-            if save_rate and (k % save_rate == 0 or k == len(steps) - 2):
-                intermediate.append(_frame(x))
-    return x, _stack_frames(intermediate, x)
+    return (x, *frames.result(x))
 
 
-class _FrozenCompiled(nn.Module):
-    """What ``speed_up(freeze=True)`` returns: a compiled model whose compilations run with
-    inductor's freezing on. The setting is applied around every call because compiling happens
-    at the first call of each new input shape (``torch.compile(options={"freezing": True})``
-    does not reach the freezing pass). Attributes of the model (``h``, ``config()``, its layers)
-    are reachable through the wrapper as on the model itself. It stays in eval mode: the copy's
-    BatchNorms are folded into constants, so there is nothing to train."""
-
-    def __init__(self, model: nn.Module, mode: str | None):
-        super().__init__()
-        self.model = model
-        self.training = False  # as the copy: a wrapper in train mode would hand train mode back to it
-        object.__setattr__(self, "_compiled", torch.compile(model, mode=mode))  # not a second submodule
-        import torch._inductor.config as inductor_config  # imported here: only the compiled path needs it
-
-        object.__setattr__(self, "_freezing", lambda: inductor_config.patch(freezing=True))
-
-    def forward(self, *args, **kwargs):
-        with self._freezing():
-            return self._compiled(*args, **kwargs)
-
-    def train(self, mode: bool = True):
-        if mode:
-            raise RuntimeError(
-                "This is a frozen copy for sampling (speed_up(..., freeze=True)); it cannot train. Train the "
-                "original model (or speed_up(model, compile=True)) and make a new frozen copy afterwards."
-            )
-        return super().train(False)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
-
-
-def speed_up(
+def sample_dpm_solver_sde(
     model: nn.Module,
-    compile: bool = False,
-    channels_last: bool | None = None,
-    mode: str | None = None,
-    freeze: bool = False,
+    schedule: DDPMSchedule,
+    n_sample: int,
+    steps: int = 20,
+    context=None,
+    *,
+    guide_w: float = 0.0,
+    order: int = 2,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    save_rate: int | None = 1,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+    progress: bool = True,
 ):
-    """Make a model fast; returns the model to pass to the samplers (or to train).
+    """Draw ``n_sample`` sprites with SDE-DPM-Solver++(2M) (Lu et al. 2022): the reverse SDE, not the ODE.
 
-    - ``channels_last`` (default: on for CUDA and the CPU): the NHWC memory layout that cuDNN's
-      and oneDNN's convolutions prefer (measured here, on 2 CPU cores: a training step about
-      18% faster, a forward pass of 32 sprites about 10-17%). Works in place on ``model``; the
-      samplers' inputs follow the model's layout.
-    - ``compile``: ``torch.compile``; on CUDA ``mode`` defaults to "reduce-overhead", which
-      records the fixed-shape sampling step as a CUDA graph, so a step costs one launch
-      instead of dozens (this small network is otherwise launch-bound). The first calls
-      compile (seconds to tens of seconds); later ones reuse it, and each new batch size
-      compiles again.
-    - ``freeze`` (for sampling only; implies ``compile``): compiles a *copy* with the weights
-      frozen as constants, so the compiler folds each BatchNorm into its convolution and fuses
-      the GELU after it (oneDNN post-ops on the CPU). The copy is a snapshot: training
-      ``model`` afterwards does not reach it.
+    With D as in ``sample_dpm_solver`` and fresh noise z from ``generator`` at every step but the last,
 
-    Same samples as eager up to float rounding (tested on the CPU).
+        x_t = (sigma_t / sigma_s) exp(-h) x_s + alpha_t (1 - exp(-2h)) D + sigma_t sqrt(1 - exp(-2h)) z
+
+    Its first-order step (``order=1``) is DDPM's step from s to t with the posterior variance
+    (``sample_ddpm(..., posterior_variance=True)`` on the same steps). Like DDPM it adds noise
+    that washes out earlier errors, so it often follows the context better than the ODE.
     """
-    device = _model_device(model)
-    if channels_last is None:
-        channels_last = device.type in ("cpu", "cuda")
-    if freeze:
-        model, compile = copy.deepcopy(model).eval(), True
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if not compile:
-        return model
-    if mode is None and device.type == "cuda":
-        mode = "reduce-overhead"
-    return _FrozenCompiled(model, mode) if freeze else torch.compile(model, mode=mode)
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}.")
+    ts = schedule.step_sequence(steps)
+    alpha, sigma, lam = dpm_solver_coefficients(schedule)
+    x, c, _, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
+    n, guided = x.shape[0], guide_w > 0
+    frames = Frames(x, ts[0], save_rate, len(ts) - 1)
+    x0_prev, h_prev = None, None
+    with _EvalMode(model):
+        for i in tqdm(range(len(ts) - 1), desc="SDE-DPM-Solver++", disable=not progress, leave=False):
+            s, t = ts[i], ts[i + 1]
+            eps = model(torch.cat([x, x]) if guided else x, times[s], c)
+            if guided:  # classifier-free guidance
+                eps = (1 + guide_w) * eps[:n] - guide_w * eps[n:]
+            x0 = (x - float(sigma[s]) * eps) / float(alpha[s])
+            h = float(lam[t] - lam[s])
+            if t == 0:
+                x = x0
+            else:
+                r = h_prev / h if (order == 2 and x0_prev is not None) else None
+                d = x0 if r is None else (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+                z = draw_noise(x.shape, generator, x.device)
+                x = (
+                    float(sigma[t] / sigma[s] * math.exp(-h)) * x
+                    - float(alpha[t]) * math.expm1(-2 * h) * d
+                    + float(sigma[t]) * math.sqrt(-math.expm1(-2 * h)) * z
+                )
+            x0_prev, h_prev = x0, h
+            frames(i + 1, t, x)
+            if callback is not None:
+                callback(t, x)
+    return (x, *frames.result(x))
 
 
-def sample_ddpm_strided(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 100, context=None, **kwargs):
-    """DDPM on ``n`` evenly spaced timesteps instead of all T: ``sample_ddim`` with eta = 1.
-
-    Each jump from t to t_prev adds the posterior noise of that jump, so with n = T it is
-    DDPM with the posterior variance b~_t. Same options and return value as ``sample_ddim``.
-    """
-    return sample_ddim(model, schedule, n_sample, n, context, eta=1.0, **kwargs)
-
-
-def sample_dpm_solver_sde(model: nn.Module, schedule: DDPMSchedule, n_sample: int, n: int = 20, context=None, **kwargs):
-    """SDE-DPM-Solver++(2M): ``sample_dpm_solver`` with ``sde=True`` (fresh noise every step)."""
-    return sample_dpm_solver(model, schedule, n_sample, n, context, sde=True, **kwargs)
-
-
+#: The samplers by the names the scripts use (``--sampler``).
 SAMPLERS = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
     "dpm": sample_dpm_solver,
-    "ddpm-strided": sample_ddpm_strided,
     "dpm-sde": sample_dpm_solver_sde,
 }
 
@@ -755,14 +705,7 @@ SAMPLERS = {
 
 #: The course's transform: (H, W, 3) uint8 -> (3, H, W) float in [-1, 1].
 #: (ToTensor scales to [0, 1]; Normalize(0.5, 0.5) maps that to [-1, 1].)
-try:
-    from torchvision import transforms as _tv
-
-    transform = _tv.Compose([_tv.ToTensor(), _tv.Normalize((0.5,), (0.5,))])
-except ImportError:  # pragma: no cover - torchvision is in requirements.txt
-
-    def transform(image):
-        return images_to_tensor(np.asarray(image)[None])[0]
+transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -893,7 +836,7 @@ def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, gene
     device = x0.device
     gen_device = generator.device if generator is not None else device
     t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(device)
-    noise = _randn(x0.shape, generator, device)
+    noise = draw_noise(x0.shape, generator, device)
     x_t = schedule._perturb(x0, t, noise)  # t is drawn in 1..T above, so no range check is needed
     pred = model(x_t, t.float() / schedule.T, c)
     return F.mse_loss(pred, noise)
@@ -1056,7 +999,8 @@ def train(
 
     torch.manual_seed(config.seed)
     model = ContextUnet(3, config.n_feat, n_cfeat, height).to(device)
-    net = speed_up(model, compile=compile, mode="default")  # channels_last in place: the same parameters as model
+    model = model.to(memory_format=torch.channels_last)  # faster convolutions on the CPU and CUDA, same weights
+    net = torch.compile(model) if compile else model
     schedule = DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     ema = EMA(model, config.ema_decay)
@@ -1323,8 +1267,11 @@ def unorm(x: np.ndarray) -> np.ndarray:
     return (x - lo) / max(hi - lo, 1e-8)
 
 
-def norm_all(store: np.ndarray) -> np.ndarray:
-    """``unorm`` applied to every image of an array (..., H, W, C)."""
+def norm_all(store: np.ndarray, n_t: int | None = None, n_s: int | None = None) -> np.ndarray:
+    """``unorm`` applied to every image of an array (..., H, W, C).
+
+    (``n_t``, ``n_s``: the original course's frame and sprite counts; the shape already says them.)
+    """
     flat = store.reshape(-1, *store.shape[-3:])
     lo = flat.min(axis=(1, 2, 3), keepdims=True)
     hi = flat.max(axis=(1, 2, 3), keepdims=True)
@@ -1409,17 +1356,26 @@ def plot_sample(
     nrows: int = 4,
     save_dir=None,
     fn: str = "animation",
-    w: float = 3.0,
+    w=None,
     save: bool = False,
+    *,
+    timesteps: Sequence[int] | None = None,
+    fixed_range: bool = False,
+    width: float = 3.0,
     interval: int = 100,
     titles: Sequence[str] | None = None,
 ):
     """An animation of the denoising: one grid of sprites per kept frame.
 
-    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns. Each frame
-    is stretched per image with ``unorm``. Returns a matplotlib FuncAnimation: show it
-    in a notebook with ``HTML(ani.to_jshtml())``; with ``save`` it is also written to
-    ``save_dir/fn.gif`` with PillowWriter.
+    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns; ``n_sample``
+    sprites of it (default all) in ``nrows`` rows. Each frame is stretched per image with
+    ``unorm`` so that noisy frames stay visible; ``fixed_range=True`` instead shows every frame
+    on the one range [-1, 1] (clipped), so a loss of contrast shows as it is. ``timesteps``
+    (the sampler's third return value) labels each frame "t = 240"; ``titles`` replaces the
+    labels. Returns a matplotlib FuncAnimation: show it in a notebook with
+    ``HTML(ani.to_jshtml())``. With ``save`` it is also written to ``save_dir/{fn}.gif``, or
+    ``{fn}_w{w}.gif`` when a label ``w`` is given (the original course's arguments, in its order).
+    ``width``: inches per row of sprites.
     """
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -1430,12 +1386,17 @@ def plot_sample(
             f"plot_sample expects frames of shape (frames, N, C, H, W) with at least one frame, got {store.shape}; "
             "pass the `intermediate` a sampler returns (with save_rate set)."
         )
+    if timesteps is not None and len(timesteps) != len(store):
+        raise ValueError(f"plot_sample got {len(store)} frames but {len(timesteps)} timesteps; pass the sampler's.")
+    if titles is None and timesteps is not None:
+        titles = [f"t = {t}" for t in timesteps]
     n_sample = n_sample or store.shape[1]
     store = store[:, :n_sample]
     ncols = math.ceil(n_sample / nrows)
-    grids = [sprite_grid(frame, nrow=ncols, normalize="minmax") for frame in store]
+    normalize = "clip" if fixed_range else "minmax"
+    grids = [sprite_grid(frame, nrow=ncols, normalize=normalize) for frame in store]
     aspect = grids[0].shape[0] / grids[0].shape[1]
-    fig, ax = plt.subplots(figsize=(w * ncols / nrows * 1.0 + 0.5, w * aspect * ncols / nrows + 0.5))
+    fig, ax = plt.subplots(figsize=(width * ncols / nrows + 0.5, width * aspect * ncols / nrows + 0.5))
     ax.set_axis_off()
     im = ax.imshow(grids[0], interpolation="nearest")
     title = ax.set_title(titles[0] if titles else "")
@@ -1451,7 +1412,8 @@ def plot_sample(
     if save:
         save_dir = Path(save_dir) if save_dir is not None else Path(".")
         save_dir.mkdir(parents=True, exist_ok=True)
-        ani.save(save_dir / f"{fn}.gif", dpi=80, writer=PillowWriter(fps=max(1, 1000 // interval)))
+        name = f"{fn}.gif" if w is None else f"{fn}_w{w}.gif"
+        ani.save(save_dir / name, dpi=80, writer=PillowWriter(fps=max(1, 1000 // interval)))
     return ani
 
 
@@ -1598,11 +1560,11 @@ def context_grid(
     one axis holding the grid (``nrow`` sprites per row).
     """
     c = _context_vector(weights, model.n_cfeat)
-    x, _ = sample_ddim(
+    x, _, _ = sample_ddim(
         model,
         schedule,
         n_sample,
-        n=steps,
+        steps,
         context=c,
         save_rate=None,
         guide_w=guide_w,
@@ -1648,8 +1610,8 @@ def compare_steps(
         )
     n = x_T.shape[0]
     kw = dict(context=context, save_rate=None, guide_w=guide_w, x_T=x_T, progress=progress)
-    ddim, _ = sample_ddim(model, schedule, n, n=steps, **kw)
-    dpm, _ = sample_dpm_solver(model, schedule, n, n=steps, **kw)
+    ddim = sample_ddim(model, schedule, n, steps, **kw)[0]
+    dpm = sample_dpm_solver(model, schedule, n, steps, **kw)[0]
     gap = (ddim.clamp(-1, 1) - dpm.clamp(-1, 1)).abs().mean().item()
     rows = [(reference_label, reference)] if reference is not None else []
     n_steps = f"{steps} step" + ("s" if steps > 1 else "")
@@ -2130,7 +2092,7 @@ def _sampler_steps(schedule: DDPMSchedule, sampler: str, steps: int | None) -> t
     if steps is None:
         import inspect
 
-        steps = inspect.signature(SAMPLERS[sampler]).parameters["n"].default
+        steps = inspect.signature(SAMPLERS[sampler]).parameters["steps"].default
     if isinstance(steps, bool) or int(steps) != steps or not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be a whole number from 1 to T = {schedule.T}, got {steps!r}.")
     return int(steps), len(schedule.step_sequence(int(steps))) - 1
@@ -2156,7 +2118,7 @@ def draw_sprites(
     device's random state). One progress bar counts network steps over all batches.
     """
     n, per_batch = _sampler_steps(schedule, sampler, steps)
-    n_sample = _check_n_sample(n_sample)
+    n_sample = int(n_sample)
     if context is not None:
         context = torch.as_tensor(context, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
@@ -2170,9 +2132,9 @@ def draw_sprites(
             kwargs = dict(context=c, guide_w=guide_w, generator=generator, progress=False, save_rate=None)
             kwargs["callback"] = lambda t, x: bar.update(1)
             if n is None:
-                x, _ = SAMPLERS[sampler](model, schedule, m, **kwargs)
+                x = SAMPLERS[sampler](model, schedule, m, **kwargs)[0]
             else:
-                x, _ = SAMPLERS[sampler](model, schedule, m, n=n, **kwargs)
+                x = SAMPLERS[sampler](model, schedule, m, n, **kwargs)[0]
             out.append(x.detach().float().cpu())
     return torch.cat(out)
 
@@ -2226,7 +2188,7 @@ def evaluate(
     if classifier is None:
         classifier, classifier_card = load_or_train_classifier(data_dir=data_dir, progress=progress)
     classifier_card = classifier_card or {}
-    device = _model_device(model)
+    device = next(model.parameters()).device
     classifier = classifier.to(device).eval()
     n_classes = classifier.n_classes
     if getattr(model, "n_cfeat", n_classes) != n_classes:

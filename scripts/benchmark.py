@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
+from provenance import repo_path
+from speed import speed_up
 
 import diffusion_utilities as du
 
@@ -57,7 +59,7 @@ def timed(fn, repeat=1):
 # -- the original course's habits, reproduced for comparison -----------------------------------
 @torch.no_grad()
 def course_style_ddpm(model, schedule, n_sample, save_rate=20):
-    device = du._model_device(model)
+    device = next(model.parameters()).device
     samples = torch.randn(n_sample, 3, model.h, model.h).to(device)
     intermediate = []
     for i in range(schedule.T, 0, -1):
@@ -73,7 +75,7 @@ def course_style_ddpm(model, schedule, n_sample, save_rate=20):
 
 @torch.no_grad()
 def course_style_ddim(model, schedule, n_sample, n=25):
-    device = du._model_device(model)
+    device = next(model.parameters()).device
     samples = torch.randn(n_sample, 3, model.h, model.h).to(device)
     intermediate = []
     step = schedule.T // n
@@ -89,11 +91,19 @@ def course_style_ddim(model, schedule, n_sample, n=25):
 FORWARDS_PER_ROUND = 100
 
 
+def _noise_like_input(model, n_sample):
+    """A batch of starting noise (CPU) in the model's memory layout, as the samplers hand it to the model."""
+    x = torch.randn(n_sample, model.in_channels, model.h, model.h)
+    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _forward_block(model, n_sample, count=FORWARDS_PER_ROUND):
     """``count`` forward passes alone, on rotating inputs and timesteps as a sampler feeds them
     (in the model's memory layout, as the samplers give it)."""
     with torch.inference_mode():  # inference tensors and the call as in the samplers: a compiled model guards on both
-        xs = [du._start_noise(model, n_sample, None, None, torch.device("cpu")) for _ in range(8)]
+        xs = [_noise_like_input(model, n_sample) for _ in range(8)]
         ts = [torch.full((n_sample,), k / 8) for k in range(1, 9)]
 
     def run():
@@ -134,8 +144,8 @@ def _our_loops(model, schedule, n_sample, tag="ours"):
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     return {
         f"ddpm500_{tag}": lambda: du.sample_ddpm(model, schedule, n_sample, generator=g(), progress=False),
-        f"ddim25_{tag}": lambda: du.sample_ddim(model, schedule, n_sample, n=25, generator=g(), progress=False),
-        f"dpm15_{tag}": lambda: du.sample_dpm_solver(model, schedule, n_sample, n=15, generator=g(), progress=False),
+        f"ddim25_{tag}": lambda: du.sample_ddim(model, schedule, n_sample, 25, generator=g(), progress=False),
+        f"dpm15_{tag}": lambda: du.sample_dpm_solver(model, schedule, n_sample, 15, generator=g(), progress=False),
     }
 
 
@@ -143,9 +153,9 @@ def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak
     """Seconds per sampling run (best of ``repeat``), the course-style and our loops interleaved.
 
     ``model`` as loaded (eager, the layout it was saved in) runs the course-style loops and ours;
-    our loops also run on an eager channels_last copy ("nhwc", ``du.speed_up(model)``: what the
+    our loops also run on an eager channels_last copy ("nhwc", ``speed_up(model)``: what the
     notebooks and scripts sample with on a CPU by default) and on ``fast``, which is
-    ``du.speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights). Each round
+    ``speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights). Each round
     runs every loop once, in the same order, plus ``FORWARDS_PER_ROUND`` forward passes alone of
     each model and ``peak_reps`` of the peak convolution ``peak`` ("peak_conv"), so a slow spell
     of the machine (another process, the clock changing) hits all of them alike instead of
@@ -154,7 +164,7 @@ def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak
     "peak_conv" run).
     """
     model.eval()
-    nhwc = du.speed_up(copy.deepcopy(model))
+    nhwc = speed_up(copy.deepcopy(model))
     peak_flop, peak_run = _conv_block(*peak, peak_reps)
     loops = {
         "peak_conv": peak_run,
@@ -166,7 +176,7 @@ def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak
         loops |= _our_loops(net, schedule, n_sample, tag=tag)
     with torch.inference_mode():
         for net in (model, nhwc):  # warm-up
-            net(du._start_noise(net, n_sample, None, None, torch.device("cpu")), torch.rand(n_sample))
+            net(_noise_like_input(net, n_sample), torch.rand(n_sample))
     compile_s = timed(loops["ddim25_fast"])[0]  # the first call compiles
     loops["forwards_fast"]()  # untimed warm-up (it must not compile again: same shapes and mode as the samplers)
     peak_run()  # untimed: oneDNN builds the kernel at its first call
@@ -216,7 +226,7 @@ def bench_training(n_steps, batch_size, data_dir):
             idx = perm[k * batch_size : (k + 1) * batch_size]
             yield images[idx], labels[idx]
 
-    results["ours_img_s"] = run(ours(), layout=du.speed_up)  # channels_last, as du.train
+    results["ours_img_s"] = run(ours(), layout=speed_up)  # channels_last, as du.train
     return results
 
 
@@ -336,13 +346,13 @@ QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20), ("dpm-sde", 10), ("d
 def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):
     """Every (sampler, steps) of QUALITY_SETTINGS through scripts/evaluate.py's ``du.evaluate``.
 
-    The model runs as the notebooks and scripts run it by default (``du.speed_up``: eager, channels_last).
+    The model runs as the notebooks and scripts run it by default (``speed_up``: eager, channels_last).
     ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
     the evaluation itself samples in batches of ``batch_size``. With ``eval_dir`` each setting's full
     evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
     """
-    model = du.speed_up(du.load_model(weights))
-    weights = du.repo_path(weights)  # as written into the reports
+    model = speed_up(du.load_model(weights))
+    weights = repo_path(weights)  # as written into the reports
     schedule = du.DDPMSchedule()
     rows = []
     for sampler, steps in QUALITY_SETTINGS:
@@ -442,7 +452,7 @@ QUALITY_KEYS = ("quality", "quality_table", "quality_date")
 def speed_report(model, schedule, args, report) -> list[str]:
     """Sections 1-3 of the module docstring: fills ``report`` and returns the table's lines."""
     print(f"Sampling {args.n} sprites (the first fast call compiles) ...", flush=True)
-    fast = du.speed_up(model, freeze=True)
+    fast = speed_up(model, freeze=True)
     s, all_times, compile_s, peak_flop = bench_sampling(
         model, fast, schedule, args.n, args.repeat, peak=PEAK_CONV, peak_reps=PEAK_REPS
     )
@@ -481,10 +491,10 @@ def speed_report(model, schedule, args, report) -> list[str]:
         f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster | |",
         "",
         "Ours (eager): the module's samplers on the model as loaded. Ours (channels_last): the same on "
-        "`du.speed_up(model)`, eager in the channels_last layout, as the notebooks and scripts sample on a CPU "
-        "by default. Ours (fast): the same on `du.speed_up(model, freeze=True)` (channels_last, compiled with "
+        "`speed_up(model)`, eager in the channels_last layout, as the notebooks and scripts sample on a CPU "
+        "by default. Ours (fast): the same on `speed_up(model, freeze=True)` (channels_last, compiled with "
         f"frozen weights; its first call took {compile_s:.1f} s). Training, ours: our input pipeline and "
-        "`du.speed_up(model)` (channels_last), as `du.train` runs it.",
+        "`speed_up(model)` (channels_last), as `du.train` runs it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
         f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP; time, rate and share of the "
         f"peak alone (and inside DDPM-500, loop included): {forwards}. Peak: the {_conv_name(*PEAK_CONV)} NHWC "

@@ -34,6 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from provenance import repo_path
+from speed import speed_up
+
 import diffusion_utilities as du
 
 
@@ -98,7 +101,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--fast",
         action="store_true",
-        help="sample with a compiled, frozen copy of the model (du.speed_up): faster steps after some seconds of "
+        help="sample with a compiled, frozen copy of the model (speed_up): faster steps after some seconds of "
         "compiling per batch size",
     )
     return p.parse_args(argv)
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
         weights = Path(args.weights)
         device = du.get_device(args.device)
         model = du.load_model(weights, device=device)
-        model = du.speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
+        model = speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         schedule = du.DDPMSchedule(device=device)
         classifier, card = du.load_or_train_classifier(args.classifier, args.data, progress=progress)
         result = du.evaluate(
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    result = {"weights": du.repo_path(weights), "classifier_path": du.repo_path(args.classifier), **result}
+    result = {"weights": repo_path(weights), "classifier_path": repo_path(args.classifier), **result}
     table = du.evaluation_markdown(result, title=f"Evaluation of `{result['weights']}`")
     print(table)
     default_json = du.REPO_ROOT / "runs" / "eval" / f"{weights.stem}_{result['sampler']}-{result['steps']}.json"

@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
+from speed import speed_up
 
 import diffusion_utilities as du
 
-DEFAULT_STEPS = {"ddpm": 500, "ddim": 25, "dpm": 15, "ddpm-strided": 100, "dpm-sde": 20}
+DEFAULT_STEPS = {"ddpm": 500, "ddim": 25, "dpm": 15, "dpm-sde": 20}
 
 
 def parse_context(text: str | None, n_cfeat: int = 5) -> torch.Tensor | None:
@@ -63,7 +64,8 @@ def parse_args(argv=None):
         "--steps",
         type=int,
         default=None,
-        help="sampling steps (default: ddpm 500, ddim 25, dpm 15, ddpm-strided 100, dpm-sde 20)",
+        help="sampling steps (default: ddpm 500, ddim 25, dpm 15, dpm-sde 20); "
+        "ddpm with fewer steps runs on evenly spaced ones",
     )
     p.add_argument("--n", type=int, default=32, help="number of sprites (default 32)")
     p.add_argument("--context", default=None, help="class name, index 0-4, or 5 comma-separated weights")
@@ -80,7 +82,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--fast",
         action="store_true",
-        help="sample with a compiled, frozen copy of the model (du.speed_up): faster steps after some seconds of "
+        help="sample with a compiled, frozen copy of the model (speed_up): faster steps after some seconds of "
         "compiling per batch size",
     )
     return p.parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     try:
         device = du.get_device(args.device)
         model = du.load_model(args.weights, device=device)
-        model = du.speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
+        model = speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen
         context = parse_context(args.context, model.n_cfeat)
         if args.per_class is not None:
             if context is not None or args.per_class < 1:
@@ -105,19 +107,15 @@ def main(argv=None) -> int:
         kwargs = dict(context=context, guide_w=args.guidance, progress=not args.no_progress)
         kwargs["generator"] = torch.Generator(device=device).manual_seed(args.seed)
         kwargs["save_rate"] = (20 if args.sampler == "ddpm" else 1) if args.gif else None
-        if args.sampler != "ddpm":
-            kwargs["n"] = steps
-        elif steps != 500:
-            raise ValueError("--steps: DDPM always takes the schedule's 500 steps; use ddim or dpm for fewer.")
         start = time.perf_counter()
-        samples, frames = du.SAMPLERS[args.sampler](model, schedule, args.n, **kwargs)
+        samples, frames, frame_t = du.SAMPLERS[args.sampler](model, schedule, args.n, steps, **kwargs)
         seconds = time.perf_counter() - start
     except (FileNotFoundError, ValueError) as err:
         print(f"sample.py: error: {err}", file=sys.stderr)
         return 2
     written = [du.save_grid(samples, args.out, nrow=args.per_class or min(8, args.n))]
     if args.gif:
-        du.plot_sample(frames, save=True, save_dir=Path(args.gif).parent, fn=Path(args.gif).stem)
+        du.plot_sample(frames, save=True, save_dir=Path(args.gif).parent, fn=Path(args.gif).stem, timesteps=frame_t)
         written.append(Path(args.gif))
     if args.npy:
         np.save(args.npy, du.tensor_to_images(samples))

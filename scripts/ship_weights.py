@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from provenance import file_sha256
+
 import diffusion_utilities as du
 
 
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
         shutil.copyfile(src, out / name)
         steps = steps_per_epoch * (epoch + 1)
         files[name] = {
-            "sha256": du.file_sha256(out / name),
+            "sha256": file_sha256(out / name),
             "bytes": (out / name).stat().st_size,
             "source": f"{run.name}/{src.name}",
             "epoch": epoch,
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
         "torch": info["torch"],
         "files": files,
         "evaluation": evals,
-        "loss_log": {"sha256": du.file_sha256(out / "loss_log.csv")},
+        "loss_log": {"sha256": file_sha256(out / "loss_log.csv")},
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(files)} weights files and {out / 'MANIFEST.json'}")

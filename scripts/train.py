@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
+from provenance import file_sha256
 
 import diffusion_utilities as du
 
@@ -111,8 +112,8 @@ def main(argv=None) -> int:
         "command": "python scripts/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "config": dataclasses.asdict(config),
         "dataset": sfile.name,
-        "dataset_sha256": du.file_sha256(sfile),
-        "labels_sha256": du.file_sha256(lfile),
+        "dataset_sha256": file_sha256(sfile),
+        "labels_sha256": file_sha256(lfile),
         "n_images": len(images),
         "device": str(device),
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),

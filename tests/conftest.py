@@ -10,6 +10,7 @@ import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # the tooling modules beside their scripts
 
 import diffusion_utilities as du  # noqa: E402
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import ROOT, du, write_sprites
+from provenance import file_sha256, repo_path
 
 
 def exact_gaussian_sample(n, mean, cov, seed=0):
@@ -209,7 +210,7 @@ def test_classifier_is_cached_and_retrained_when_the_data_changes(tmp_path):
     kwargs = dict(epochs=1, width=4, progress=False)
     model, card = du.load_or_train_classifier(path, tmp_path, **kwargs)
     saved = json.loads(path.with_suffix(".json").read_text())
-    assert saved["dataset"]["images_sha256"] == du.file_sha256(tmp_path / "sprites_16x16.npy")
+    assert saved["dataset"]["images_sha256"] == file_sha256(tmp_path / "sprites_16x16.npy")
     assert {"held_out_accuracy", "split", "epochs", "date"} <= set(saved)
     again, card2 = du.load_or_train_classifier(path, tmp_path, **kwargs)
     assert card2["date"] == card["date"]
@@ -274,5 +275,5 @@ def test_cli_rejects_bad_arguments():
 
 
 def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):
-    assert du.repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
-    assert du.repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given
+    assert repo_path(du.WEIGHTS_DIR / "sprite_classifier.pth") == "weights/sprite_classifier.pth"
+    assert repo_path(tmp_path / "m.pth") == str(tmp_path / "m.pth")  # outside: as given

@@ -149,7 +149,7 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     monkeypatch.setattr(bench, "bench_training", lambda *a: {"course_img_s": 100.0, "ours_img_s": 150.0})
     monkeypatch.setattr(bench, "PEAK_CONV", (2, 8, 8, 3))
     monkeypatch.setattr(bench, "PEAK_REPS", 2)
-    monkeypatch.setattr(bench.du, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
+    monkeypatch.setattr(bench, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
     args = bench.argparse.Namespace(n=2, repeat=1, train_steps=1, data=None)
     report = {}
     lines = bench.speed_report(model, du.DDPMSchedule(), args, report)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from conftest import ROOT, du
+from provenance import file_sha256
 
 WEIGHTS = ROOT / "weights"
 MANIFEST = WEIGHTS / "MANIFEST.json"
@@ -26,7 +27,7 @@ def test_every_lesson_checkpoint_is_listed(manifest):
 
 def test_manifest_hashes_match_the_files(manifest):
     for name, info in manifest["files"].items():
-        assert du.file_sha256(WEIGHTS / name) == info["sha256"], name
+        assert file_sha256(WEIGHTS / name) == info["sha256"], name
 
 
 def test_every_pth_in_weights_is_accounted_for(manifest):

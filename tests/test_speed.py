@@ -4,6 +4,7 @@ speed is measured in scripts/benchmark.py."""
 import pytest
 import torch
 from conftest import du
+from speed import speed_up
 
 
 def test_compiled_model_draws_the_same_sprites_as_eager(schedule):
@@ -11,9 +12,9 @@ def test_compiled_model_draws_the_same_sprites_as_eager(schedule):
     model = du.ContextUnet(3, 16, 5, 16).eval()
     x_T = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     c = torch.eye(5)[[0, 1, 2, 3]]
-    eager, _ = du.sample_ddim(model, schedule, 4, n=4, context=c, guide_w=1.5, x_T=x_T, progress=False)
-    fast = du.speed_up(model, compile=True)
-    compiled, _ = du.sample_ddim(fast, schedule, 4, n=4, context=c, guide_w=1.5, x_T=x_T, progress=False)
+    eager, _, _ = du.sample_ddim(model, schedule, 4, steps=4, context=c, guide_w=1.5, x_T=x_T, progress=False)
+    fast = speed_up(model, compile=True)
+    compiled, _, _ = du.sample_ddim(fast, schedule, 4, steps=4, context=c, guide_w=1.5, x_T=x_T, progress=False)
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
 
 
@@ -21,10 +22,10 @@ def test_channels_last_model_draws_the_same_sprites(schedule):
     torch.manual_seed(0)
     model = du.ContextUnet(3, 16, 5, 16).eval()
     x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    eager, _ = du.sample_ddim(model, schedule, 2, n=3, x_T=x_T, progress=False)
-    fast = du.speed_up(model, channels_last=True)
+    eager, _, _ = du.sample_ddim(model, schedule, 2, steps=3, x_T=x_T, progress=False)
+    fast = speed_up(model, channels_last=True)
     assert fast.init_conv.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
-    again, _ = du.sample_ddim(fast, schedule, 2, n=3, x_T=x_T, progress=False)
+    again, _, _ = du.sample_ddim(fast, schedule, 2, steps=3, x_T=x_T, progress=False)
     torch.testing.assert_close(again, eager, atol=1e-5, rtol=1e-5)
 
 
@@ -34,9 +35,9 @@ def test_frozen_compiled_copy_draws_the_same_sprites_and_leaves_the_model_alone(
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x_T = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     c = torch.eye(5)[[0, 2, 4]]
-    eager, _ = du.sample_ddim(model, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
-    frozen = du.speed_up(model, freeze=True)
-    again, _ = du.sample_ddim(frozen, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
+    eager, _, _ = du.sample_ddim(model, schedule, 3, steps=4, context=c, x_T=x_T, progress=False)
+    frozen = speed_up(model, freeze=True)
+    again, _, _ = du.sample_ddim(frozen, schedule, 3, steps=4, context=c, x_T=x_T, progress=False)
     torch.testing.assert_close(again, eager, atol=1e-4, rtol=1e-4)
     # after a sampler, a direct call still runs in eval mode (running BatchNorm statistics, not the batch's)
     t = torch.full((3,), 0.3)
@@ -52,7 +53,7 @@ def test_frozen_compiled_copy_draws_the_same_sprites_and_leaves_the_model_alone(
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-    still, _ = du.sample_ddim(frozen, schedule, 3, n=4, context=c, x_T=x_T, progress=False)
+    still, _, _ = du.sample_ddim(frozen, schedule, 3, steps=4, context=c, x_T=x_T, progress=False)
     torch.testing.assert_close(still, eager, atol=1e-4, rtol=1e-4)
     # frozen for real: the BatchNorms are folded and the GELUs fused into oneDNN convolutions
     # (a compile without freezing calls the plain convolution and computes the rest itself)
@@ -98,8 +99,34 @@ def test_sampling_loops_never_wait_for_the_device(name, guided):
     model = du.ContextUnet(3, 8, 5, 8).eval().to("meta")
     schedule = du.DDPMSchedule(40, 1e-4, 0.02)  # short: every op on the meta device costs dispatch time
     kw = {"context": torch.eye(5)[[0, 3]], "guide_w": 2.0} if guided else {}
-    kw |= {} if name == "ddpm" else {"n": 10}
-    x, frames = du.SAMPLERS[name](model, schedule, 2, save_rate=None, progress=False, **kw)
+    kw |= {} if name == "ddpm" else {"steps": 10}
+    x, frames, _ = du.SAMPLERS[name](model, schedule, 2, save_rate=None, progress=False, **kw)
     assert x.device.type == "meta" and x.shape == (2, 3, 8, 8) and len(frames) == 0
     with pytest.raises(RuntimeError, match="meta"):
         du.SAMPLERS[name](model, schedule, 2, save_rate=1, progress=False, **kw)
+
+
+def _failing_backend(graph_module, example_inputs):
+    raise RuntimeError("no C++ compiler here (a stand-in for any compiler failure)")
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_a_failed_compile_falls_back_to_eager_with_one_warning(schedule, freeze):
+    torch.manual_seed(0)
+    model = du.ContextUnet(3, 8, 5, 16).eval()
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    eager, _, _ = du.sample_ddim(model, schedule, 2, 3, x_T=x_T, progress=False)
+    fast = speed_up(model, compile=True, freeze=freeze, backend=_failing_backend)
+    with pytest.warns(RuntimeWarning, match="running it eagerly instead") as caught:
+        again, _, _ = du.sample_ddim(fast, schedule, 2, 3, x_T=x_T, progress=False)
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1  # once, not every step
+    assert "no C++ compiler here" in fast.failed
+    torch.testing.assert_close(again, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_a_bad_input_to_a_compiled_model_is_still_the_models_clear_error():
+    model = du.ContextUnet(3, 8, 5, 16).eval()
+    fast = speed_up(model, compile=True, backend=_failing_backend)
+    with pytest.raises(ValueError, match="expected x of shape"):
+        fast(torch.randn(2, 3, 8, 8), torch.rand(2))
+    assert fast.failed is None

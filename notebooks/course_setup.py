@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -55,63 +54,20 @@ def output_folder(lesson: str) -> Path:
     return folder
 
 
-def _speed_up():
-    """``speed_up`` from scripts/speed.py, or from the module where it lived before (du.speed_up)."""
-    scripts = str(ROOT / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    try:
-        from speed import speed_up
-    except ImportError:
-        speed_up = du.speed_up
-    return speed_up
-
-
-class _CompiledOrPlain(nn.Module):
-    """A compiled model that falls back to the plain one (with one warning) if compiling fails.
-
-    Compiling happens at the first call of each new input shape, so a failure (no C compiler, an
-    unsupported device) shows up there, not when ``fast`` is called. Attributes (``h``,
-    ``in_channels``, ``config()``) and parameters are those of the plain model.
-    """
-
-    def __init__(self, compiled: nn.Module, plain: nn.Module):
-        super().__init__()
-        self.model = plain
-        object.__setattr__(self, "_compiled", compiled)  # not a second submodule
-
-    def forward(self, *args, **kwargs):
-        if self._compiled is not None:
-            try:
-                return self._compiled(*args, **kwargs)
-            except Exception as err:  # any compiler failure: the plain model decides below
-                out = self.model(*args, **kwargs)  # a wrong input raises here, with the model's own message
-                warnings.warn(
-                    f"COURSE_FAST=1: compiling the model failed on this machine ({type(err).__name__}: "
-                    f"{str(err).splitlines()[0] if str(err) else ''}); running it uncompiled from now on.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                object.__setattr__(self, "_compiled", None)
-                return out
-        return self.model(*args, **kwargs)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
-
-
 def fast(model: nn.Module) -> nn.Module:
     """``model`` unchanged (eager), unless ``COURSE_FAST=1``: then a compiled, frozen copy for sampling.
 
-    The copy (BatchNorms folded into the convolutions) samples the same sprites up to float
-    rounding; the first call of each batch size compiles, which takes seconds to tens of seconds.
-    The copy cannot train: train ``model`` and call ``fast`` again.
+    ``speed_up(model, compile=True, freeze=True)`` from scripts/speed.py: the copy (BatchNorms
+    folded into the convolutions) samples the same sprites up to float rounding; the first call of
+    each batch size compiles, which takes seconds to tens of seconds. If compiling fails on this
+    machine, it runs uncompiled after one warning. The copy cannot train: train ``model`` and call
+    ``fast`` again.
     """
     if not FAST:
         return model
-    frozen = _speed_up()(model, compile=True, freeze=True)
-    plain = getattr(frozen, "model", model)
-    return _CompiledOrPlain(frozen, plain)
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    from speed import speed_up
+
+    return speed_up(model, compile=True, freeze=True)

@@ -12,10 +12,12 @@ import math
 import time
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from conftest import ROOT, du
+from matplotlib.animation import AbstractMovieWriter
 
 NOTEBOOKS = ROOT / "notebooks"
 #: What a lesson's own loop must not call: the module's samplers and its training machinery.
@@ -222,3 +224,75 @@ def test_l4_dpm_solver_loop_matches_du_sample_dpm_solver(tiny_model):
     torch.testing.assert_close(ns["dpm_ours"], expected, rtol=1e-4, atol=1e-4)
     first_order = du.sample_ddim(tiny_model, schedule, 3, 15, x_T=x_T, progress=False)[0]
     assert (ns["dpm_ours"] - first_order).abs().max() > 1e-4, "the second-order update must differ from DDIM"
+
+
+# -- Animations: timesteps on every frame, x_T first, a fixed value range ---------------------------
+
+
+class FrameRecorder(AbstractMovieWriter):
+    """A movie writer that keeps, for every frame the animation draws, its title and its image data."""
+
+    def __init__(self):
+        super().__init__(fps=10)
+        self.titles, self.images = [], []
+
+    def setup(self, fig, outfile, dpi=None):
+        super().setup(fig, outfile, dpi)
+
+    def grab_frame(self, **savefig_kwargs):
+        ax = self.fig.axes[0]
+        self.titles.append(ax.get_title())
+        self.images.append(np.array(ax.images[0].get_array(), dtype=np.float64))
+
+    def finish(self):
+        pass
+
+
+def drawn_frames(ani, tmp_path) -> FrameRecorder:
+    recorder = FrameRecorder()
+    ani.save(tmp_path / "unused.gif", writer=recorder)
+    return recorder
+
+
+def sprite_pixels(grid: np.ndarray, size: int = 16, pad: int = 1) -> np.ndarray:
+    """The pixels of a sprite grid without its padding lines."""
+    keep_rows = np.arange(grid.shape[0]) % (size + pad) != 0
+    keep_cols = np.arange(grid.shape[1]) % (size + pad) != 0
+    return grid[keep_rows][:, keep_cols]
+
+
+def test_animation_frames_start_at_x_T_and_carry_their_timesteps(tiny_model, tmp_path):
+    schedule = du.DDPMSchedule(40, 1e-4, 0.02)
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(31))
+    _, frames, timesteps = du.sample_ddpm(
+        tiny_model, schedule, 2, x_T=x_T, generator=torch.Generator().manual_seed(1), save_rate=10, progress=False
+    )
+    assert timesteps == [40, 30, 20, 10, 0], "x_T, then every 10th step: evenly spaced, no run of frames at the end"
+    np.testing.assert_array_equal(frames[0], x_T.numpy())
+    recorder = drawn_frames(du.plot_sample(frames, nrows=1, timesteps=timesteps), tmp_path)
+    assert recorder.titles == [f"t = {t}" for t in timesteps]
+    # the L1 loop keeps the same frames under the same timesteps
+    ns = run(
+        loop_cell("L1_Sampling", L1_LOOP),
+        model=tiny_model,
+        schedule=du.DDPMSchedule(40, 1e-4, 0.02),
+        N=2,
+        T=40,
+        x_T=x_T,
+        gen=torch.Generator().manual_seed(1),
+    )
+    assert list(ns["kept"]) == [40, 20, 0]
+    np.testing.assert_allclose(ns["kept"][20].numpy(), frames[timesteps.index(20)], rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_range_keeps_the_contrast_that_stretching_hides(tmp_path):
+    """A collapsed, low-contrast run (pixels of std 0.1 around 0): drawn on the fixed range [-1, 1] its
+    contrast stays as it is, (x + 1) / 2 has std 0.05; stretched frame by frame it looks full-contrast."""
+    g = torch.Generator().manual_seed(41)
+    frames = (0.1 * torch.randn(3, 4, 3, 16, 16, generator=g)).numpy()
+    fixed = drawn_frames(du.plot_sample(frames, nrows=1, fixed_range=True, timesteps=[20, 10, 0]), tmp_path)
+    stretched = drawn_frames(du.plot_sample(frames, nrows=1, timesteps=[20, 10, 0]), tmp_path)
+    for frame, drawn_fixed, drawn_stretched in zip(frames, fixed.images, stretched.images, strict=True):
+        expected_std = np.clip((frame + 1) / 2, 0, 1).std()
+        assert abs(sprite_pixels(drawn_fixed).std() - expected_std) < 1e-3 * expected_std + 1e-6
+        assert sprite_pixels(drawn_stretched).std() > 2.5 * expected_std

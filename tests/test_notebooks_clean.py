@@ -16,6 +16,7 @@ from conftest import ROOT, du
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LESSONS = ["L1_Sampling", "L2_Training", "L3_Context", "L4_FastSampling"]
 EXERCISES = ["L1_Exercises", "L2_Exercises", "L3_Exercises", "L4_Exercises"]
+MAX_CELL_LINES = 30  # about one screen
 
 
 def shared_names() -> set[str]:
@@ -85,14 +86,26 @@ def test_notebook_defines_no_class_or_function_of_the_shared_module(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_sets_up_quick_mode_device_and_output_in_its_first_code_cell(path):
+def test_notebook_sets_up_with_course_setup_in_its_first_code_cell(path):
     cells = read(path).cells
     first_code = next(c.source for c in cells if c.cell_type == "code")
-    for needed in ("import diffusion_utilities as du", 'os.environ.get("COURSE_QUICK") == "1"', "du.get_device()"):
-        assert needed in first_code, f"{path.name}: the first code cell lacks {needed!r}"
-    assert "COURSE_OUT" in first_code
+    tree = ast.parse(code_of(first_code_cell(cells)))
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "course_setup"
+        for alias in node.names
+    }
+    assert {"du", "QUICK", "device", "output_folder"} <= imported, (
+        f"{path.name}: the first code cell must import du, QUICK, device and output_folder from course_setup "
+        f"(it imports {sorted(imported)})"
+    )
+    assert f'output_folder("{path.stem}")' in first_code, f"{path.name}: OUT must be output_folder({path.stem!r})"
+    for clutter in ("sys.path", "os.environ", "speed_up", "Path.cwd"):
+        assert clutter not in first_code, f"{path.name}: {clutter} belongs in course_setup.py, not the lesson"
     intro = cells[0].source
     assert cells[0].cell_type == "markdown" and "COURSE_QUICK=1" in intro
+    assert "course_setup.py" in intro, f"{path.name}: the first cell must say what the setup line does"
     assert "OpenMoji" in intro and "CC BY-SA 4.0" in intro, f"{path.name}: the first cell must credit the sprites"
 
 
@@ -117,3 +130,17 @@ def test_exercise_notebook_has_exercises_each_followed_by_its_check(name):
     for i in exercises:
         (fn,) = [n.name for n in ast.parse(code_of(cells[i])).body if isinstance(n, ast.FunctionDef)]
         assert cells[i + 1].source.strip() == f"check_{fn}({fn})", f"{name}: the cell after {fn} must check it"
+
+
+def first_code_cell(cells):
+    return next(c for c in cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_is_longer_than_a_screen(path):
+    long = [
+        f"cell {i}: {len(cell.source.splitlines())} lines"
+        for i, cell in enumerate(read(path).cells)
+        if len(cell.source.splitlines()) > MAX_CELL_LINES
+    ]
+    assert not long, f"{path.name}: cells longer than {MAX_CELL_LINES} lines (split them): {long}"

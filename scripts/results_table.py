@@ -50,6 +50,8 @@ def evaluations() -> list[tuple[str, bool, Path, dict]]:
     out = []
     for label, guided, candidates in ROWS:
         path = row_file(candidates)
+        if path.stem.startswith("ddpm-strided"):  # DDIM with eta = 1: DDPM's posterior variance on each jump
+            label += " (posterior variance)"
         out.append((label, guided, path, json.loads(path.read_text())))
     return out
 

@@ -186,7 +186,8 @@ def test_l3_guidance_loop_matches_du_sample_ddim_with_guide_w(tiny_model):
     expected = du.sample_ddim(
         tiny_model, schedule, len(ctx), 25, context=ctx, x_T=ns["x_T_g"], guide_w=w, progress=False
     )[0]
-    torch.testing.assert_close(ns["guided_ours"], expected, rtol=1e-4, atol=1e-5)
+    # two model calls against one batched call: the convolutions round differently (1e-5 is too tight)
+    torch.testing.assert_close(ns["guided_ours"], expected, rtol=1e-4, atol=1e-4)
     unguided = du.sample_ddim(tiny_model, schedule, len(ctx), 25, context=ctx, x_T=ns["x_T_g"], progress=False)[0]
     assert (ns["guided_ours"] - unguided).abs().max() > 1e-3, "guidance must change the result"
 

@@ -44,16 +44,6 @@ from speed import speed_up
 import diffusion_utilities as du
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
 def _guidance(text: str) -> float:
     try:
         value = float(text)
@@ -74,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddpm", help="default ddpm (the full T steps)")
     p.add_argument(
         "--steps",
-        type=_positive_int,
+        type=cli.positive_int,
         default=None,
         help="sampling steps (default: the sampler's; all T = 500 for ddpm, fewer = DDPM on a subsequence)",
     )
@@ -85,14 +75,14 @@ def parse_args(argv=None):
         help="classifier-free guidance W for the class sprites (default 0); the FD sprites are unguided",
     )
     p.add_argument(
-        "--n-per-class", type=_positive_int, default=100, help="sprites per class for context accuracy (default 100)"
+        "--n-per-class", type=cli.positive_int, default=100, help="sprites per class for context accuracy (default 100)"
     )
     p.add_argument(
-        "--n-fd", type=_positive_int, default=1000, help="sprites drawn without context for the FD (default 1000)"
+        "--n-fd", type=cli.positive_int, default=1000, help="sprites drawn without context for the FD (default 1000)"
     )
     p.add_argument("--no-fd", action="store_true", help="skip the sprite FD (and the sprites it needs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=_positive_int, default=250, help="sprites per sampling batch (default 250)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=250, help="sprites per sampling batch (default 250)")
     p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument(

@@ -86,13 +86,35 @@ def render_widget(model_id: str, models: dict, depth: int = 0) -> tuple[str, boo
     return "", False
 
 
+def vanished_progress_bar(model_id: str, models: dict) -> bool:
+    """Whether a widget is a tqdm bar that Jupyter no longer shows: one closed with ``leave=False``.
+
+    tqdm styles a bar it leaves on screen when it closes ("success", or "danger" if stopped early); a
+    bar closed with leave=False is removed instead, and its saved state is its last throttled update
+    (a finished 500-step sampler read 498/500), so the page leaves it out as Jupyter does.
+    """
+    state = models.get(model_id, {}).get("state", {})
+    for child in state.get("children", []):
+        model = models.get(child.removeprefix("IPY_MODEL_"), {})
+        if "ProgressModel" in model.get("model_name", ""):
+            return not model.get("state", {}).get("bar_style")
+    return False
+
+
 def freeze_widgets(nb) -> None:
     """Replace each widget output of nb (in place) by a still picture of its first state.
 
-    Widgets with controls (sliders) get a note that they move in Jupyter; a progress bar is just drawn.
+    Widgets with controls (sliders) get a note that they move in Jupyter; a progress bar is just drawn,
+    unless it is one Jupyter removed when it finished (``vanished_progress_bar``).
     """
     models = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not vanished_progress_bar(o.get("data", {}).get(WIDGET_VIEW, {}).get("model_id", ""), models)
+            ]
         for index, output in enumerate(cell.get("outputs", [])):
             view = output.get("data", {}).get(WIDGET_VIEW)
             if view is None:

@@ -59,3 +59,23 @@ def write_sprites(folder, n=20, size=16, n_cfeat=5, seed=0):
     np.save(s, images)
     np.save(lab, labels)
     return s, lab
+
+
+def run_scripts(jobs, tmp_dir):
+    """Run command-line scripts, each as ``python scripts/<script> args...`` would, in one child process.
+
+    jobs: (script, args) or (script, args, cwd) tuples. Returns one subprocess.CompletedProcess per
+    job (returncode, stdout, stderr). One Python process imports torch once for all of them
+    (tests/script_runner.py), where a process per job pays that import every time.
+    """
+    import json
+    import subprocess
+
+    jobs = [{"script": j[0], "args": [str(a) for a in j[1]], "cwd": str(j[2]) if len(j) > 2 else None} for j in jobs]
+    tmp_dir = Path(tmp_dir)
+    (tmp_dir / "jobs.json").write_text(json.dumps(jobs))
+    runner = [sys.executable, str(ROOT / "tests" / "script_runner.py"), str(tmp_dir / "jobs.json")]
+    done = subprocess.run([*runner, str(tmp_dir / "results.json")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"the script runner itself failed:\n{done.stderr}"
+    results = json.loads((tmp_dir / "results.json").read_text())
+    return [subprocess.CompletedProcess([j["script"], *j["args"]], **r) for j, r in zip(jobs, results, strict=True)]

@@ -2,15 +2,13 @@
 the classifier split and cache, a tiny end-to-end run, and the command line."""
 
 import json
-import subprocess
-import sys
 
 import evaluation as ev
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, du, write_sprites
+from conftest import du, run_scripts, write_sprites
 from provenance import file_sha256, repo_path
 
 
@@ -254,25 +252,21 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path, schedule, small_model):
 # -- command line ----------------------------------------------------------------------------
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args], capture_output=True, text=True, timeout=120
+def test_cli_missing_weights_and_bad_arguments_are_one_line_and_non_zero(tmp_path):
+    missing, sampler, n_fd = run_scripts(
+        [
+            ("evaluate.py", ["--weights", tmp_path / "missing.pth", "--no-progress"]),
+            ("evaluate.py", ["--sampler", "euler"]),
+            ("evaluate.py", ["--n-fd", "-3"]),
+        ],
+        tmp_path,
     )
-
-
-def test_cli_missing_weights_is_one_line_and_non_zero(tmp_path):
-    r = run_cli("--weights", str(tmp_path / "missing.pth"), "--no-progress")
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
+    assert missing.returncode != 0
+    lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:") and "missing.pth" in lines[0]
-    assert "Traceback" not in r.stderr
-
-
-def test_cli_rejects_bad_arguments():
-    r = run_cli("--sampler", "euler")
-    assert r.returncode == 2 and "invalid choice" in r.stderr
-    r = run_cli("--n-fd", "-3")
-    assert r.returncode == 2 and ">= 1" in r.stderr
+    assert "Traceback" not in missing.stderr
+    assert sampler.returncode == 2 and "invalid choice" in sampler.stderr
+    assert n_fd.returncode == 2 and ">= 1" in n_fd.stderr
 
 
 def test_reports_name_files_inside_the_repository_by_relative_paths(tmp_path):

@@ -248,11 +248,17 @@ def test_index_links_only_existing_files(open_page, browser):
         "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
     )
     lessons = page.locator("section.lesson").count()
+    without_picture = page.evaluate(
+        "() => [...document.querySelectorAll('section.lesson')].filter(s => !s.querySelector('img'))"
+        ".map(s => s.textContent.trim().split('\\n')[0])"
+    )
     problems = network_problems(opened, "index.html")
     if missing:
         problems.append(f"index.html links {len(missing)} missing file(s): {missing[:6]}")
     if broken:
         problems.append(f"index.html shows {len(broken)} picture(s) that do not load: {broken[:4]}")
+    if without_picture:
+        problems.append(f"index.html shows {len(without_picture)} lesson(s) without their animation: {without_picture}")
     if lessons != 4:
         problems.append(f"index.html shows {lessons} lessons, expected 4")
     for name in PAGE_NAMES:

@@ -51,3 +51,34 @@ def test_a_failing_cell_fails_the_notebook_and_is_named(tmp_path, monkeypatch):
     assert outcome.status == "FAILED"
     assert "ZeroDivisionError" in outcome.error and "code cell 1" in outcome.error
     assert "<math" in (out / "L9_Broken.html").read_text()  # the page is still written, math typeset
+
+
+def test_every_lesson_saves_the_animation_its_index_card_shows():
+    """The front page's picture of a lesson is a GIF that lesson writes: plot_sample(..., fn=NAME, save=True)."""
+    for name, gif in course_index.KEY_ANIMATIONS.items():
+        nb = nbformat.read(run_course.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert f'fn="{gif.removesuffix(".gif")}"' in code, f"{name} never saves {gif}, the GIF its index card shows"
+
+
+def test_pages_leave_out_the_progress_bars_jupyter_removed_and_keep_the_others():
+    import course_pages
+
+    def bar(n, value, style):  # tqdm's notebook bar: HBox(HTML, FloatProgress, HTML)
+        return {
+            f"box{n}": {"model_name": "HBoxModel", "state": {"children": [f"IPY_MODEL_p{n}"]}},
+            f"p{n}": {"model_name": "FloatProgressModel", "state": {"value": value, "max": 500, "bar_style": style}},
+        }
+
+    models = {**bar(1, 498, ""), **bar(2, 300, "success"), **bar(3, 120, "danger")}
+    view = course_pages.WIDGET_VIEW
+    outputs = [
+        {"output_type": "display_data", "data": {view: {"model_id": f"box{n}"}}, "metadata": {}} for n in (1, 2, 3)
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("sample()", outputs=outputs)]
+    nb.metadata["widgets"] = {course_pages.WIDGET_STATE: {"state": models}}
+    course_pages.freeze_widgets(nb)
+    shown = [o["data"]["text/html"] for o in nb.cells[0].outputs]
+    assert shown == ['<div class="frozen-row"><progress max="500" value="300"></progress></div>',
+                     '<div class="frozen-row"><progress max="500" value="120"></progress></div>']  # fmt: skip

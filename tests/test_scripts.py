@@ -1,63 +1,108 @@
 """The command-line front doors: help texts, and one readable error line (no traceback) for bad input."""
 
 import copy
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, du
+from conftest import ROOT, du, run_scripts
 from speed import speed_up
 
+SCRIPTS = ["train.py", "sample.py", "evaluate.py", "benchmark.py", "build_sprites.py"]
+MISSING = [
+    ("sample.py", ["--weights", "nowhere.pth"], "No weights file at nowhere.pth"),
+    ("train.py", ["--resume", "nowhere/checkpoint.pt"], "No training checkpoint at nowhere/checkpoint.pt"),
+    ("benchmark.py", ["--weights", "nowhere.pth"], "No weights file at nowhere.pth"),
+]
+DEVICE_SCRIPTS = ["sample.py", "evaluate.py", "train.py"]
+BAD_STEPS = ["0", "-3", "two"]
+BAD_OUTPUTS = [
+    ("--out", "samples", "extension"),
+    ("--out", "grid.txt", "extension"),
+    ("--gif", "anim.mp4", ".gif"),
+    ("--npy", "sprites.png", ".npy"),
+]
 
-def run(script, *args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, timeout=120
-    )
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """Every command line these tests try, run once (in one child process: see conftest.run_scripts).
+
+    Returns {case: CompletedProcess}; the cases are named by the tests that read them.
+    """
+    import json
+
+    tmp = tmp_path_factory.mktemp("cli")
+    weights = du.save_model(du.course_model(), tmp / "m.pth")
+    plain = tmp / "plain"
+    plain.mkdir()
+    unconditional = du.save_model(du.course_model(), plain / "model_trained.pth")
+    (plain / "run.json").write_text(json.dumps({"config": {"context": False}}))  # as train.py writes it
+    conditional = tmp / "conditional"
+    conditional.mkdir()
+    du.save_model(du.course_model(), conditional / "model_trained.pth")
+    (conditional / "run.json").write_text(json.dumps({"config": {"context": True}}))
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    sample = ["--weights", weights, "--sampler", "ddim", "--steps", "3", "--n", "4", "--out", tmp / "g.png"]
+    one_step = ["--sampler", "ddim", "--steps", "1", "--n", "1", "--no-progress", "--out", tmp / "g1.png"]
+    guided = ["--context", "hero", "--guidance", "2"]
+    cases = {
+        **{f"help {s}": (s, ["--help"]) for s in SCRIPTS},
+        **{f"missing {s}": (s, args) for s, args, _ in MISSING},
+        "unknown class": ("sample.py", ["--weights", weights, "--context", "wizard", "--n", "2", "--steps", "2"]),
+        "sample": ("sample.py", [*sample, "--npy", tmp / "s.npy", "--context", "1,0,1,0,0", "--no-progress"]),
+        "skip speed": ("benchmark.py", ["--skip-speed"]),
+        **{f"gpu {s}": (s, ["--device", "gpu"]) for s in DEVICE_SCRIPTS},
+        **{f"cuda {s}": (s, ["--device", "cuda"]) for s in DEVICE_SCRIPTS},
+        **{f"steps {v}": ("sample.py", ["--steps", v]) for v in BAD_STEPS},
+        **{f"{o} {v}": ("sample.py", ["--weights", "nowhere.pth", o, v]) for o, v, _ in BAD_OUTPUTS},
+        "unconditional guided": ("sample.py", ["--weights", unconditional, *one_step, *guided]),
+        "conditional guided": ("sample.py", ["--weights", conditional / "model_trained.pth", *one_step, *guided]),
+        "relative weights": ("sample.py", ["--weights", "weights/context_model_trained.pth"], elsewhere),
+    }
+    results = run_scripts(list(cases.values()), tmp)
+    return {"tmp": tmp, "elsewhere": elsewhere, **dict(zip(cases, results, strict=True))}
 
 
-@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py", "benchmark.py", "build_sprites.py"])
-def test_every_script_explains_itself(script):
-    result = run(script, "--help")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_explains_itself(cli, script):
+    result = cli[f"help {script}"]
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "script, args, message",
-    [
-        ("sample.py", ["--weights", "nowhere.pth"], "No weights file at nowhere.pth"),
-        ("train.py", ["--resume", "nowhere/checkpoint.pt"], "No training checkpoint at nowhere/checkpoint.pt"),
-        ("benchmark.py", ["--weights", "nowhere.pth"], "No weights file at nowhere.pth"),
-    ],
-)
-def test_missing_files_end_with_one_readable_line(script, args, message):
-    result = run(script, *args)
+@pytest.mark.parametrize("script, args, message", MISSING)
+def test_missing_files_end_with_one_readable_line(cli, script, args, message):
+    result = cli[f"missing {script}"]
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_an_unknown_class_name_is_one_readable_line(tmp_path):
-    weights = du.save_model(du.course_model(), tmp_path / "m.pth")
-    result = run("sample.py", "--weights", str(weights), "--context", "wizard", "--n", "2", "--steps", "2")
+def test_an_unknown_class_name_is_one_readable_line(cli):
+    result = cli["unknown class"]
     assert result.returncode != 0 and "unknown --context 'wizard'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_sample_writes_a_grid_and_uint8_array(tmp_path):
+def test_sample_writes_a_grid_and_uint8_array(cli):
     import numpy as np
 
-    weights = du.save_model(du.course_model(), tmp_path / "m.pth")
-    out, npy = tmp_path / "g.png", tmp_path / "s.npy"
-    args = ["--weights", str(weights), "--sampler", "ddim", "--steps", "3", "--n", "4", "--out", str(out)]
-    result = run("sample.py", *args, "--npy", str(npy), "--context", "1,0,1,0,0", "--no-progress")
+    result = cli["sample"]
     assert result.returncode == 0, result.stderr
-    arr = np.load(npy)
-    assert out.exists() and arr.shape == (4, 16, 16, 3) and arr.dtype == np.uint8
-    # --fast (a compiled, frozen copy) draws the same sprites, up to one level of rounding
-    fast_args = ["--npy", str(tmp_path / "f.npy"), "--context", "1,0,1,0,0", "--no-progress", "--fast"]
-    fast = run("sample.py", *args, *fast_args)
-    assert fast.returncode == 0, fast.stderr
-    assert np.abs(np.load(tmp_path / "f.npy").astype(int) - arr).max() <= 1
+    arr = np.load(cli["tmp"] / "s.npy")
+    assert (cli["tmp"] / "g.png").exists() and arr.shape == (4, 16, 16, 3) and arr.dtype == np.uint8
+
+
+def test_sample_fast_asks_for_the_compiled_frozen_copy(tmp_path, monkeypatch):
+    """--fast hands the model to speed_up with freeze=True (that the compiled copy draws the same
+    sprites as the eager model is tested in test_speed, where the compiling is paid once)."""
+    mod = _load_script("sample")
+    asked = []
+    monkeypatch.setattr(mod, "speed_up", lambda model, freeze=False: asked.append(freeze) or model)
+    weights = du.save_model(du.course_model(), tmp_path / "m.pth")
+    args = ["--weights", str(weights), "--sampler", "ddim", "--steps", "1", "--n", "1", "--no-progress"]
+    for extra in ([], ["--fast"]):
+        assert mod.main([*args, "--out", str(tmp_path / "g.png"), *extra]) in (0, None)
+    assert asked == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +136,9 @@ def test_benchmark_measures_loops_and_breakdown_on_a_tiny_model(monkeypatch):
     bench = _load_script("benchmark")
     model = du.ContextUnet(3, 8, 5, 8)
     fast = speed_up(copy.deepcopy(model))  # channels_last; compiling is tested in test_speed
-    schedule = du.DDPMSchedule(timesteps=500)
+    # T = 50 keeps the test short: "ddpm500" then runs DDPM on all 50 steps, and the breakdown knows it
+    schedule = du.DDPMSchedule(timesteps=50)
+    monkeypatch.setitem(bench.OUR_STEPS, "ddpm500", 50)
     best, runs, first_call_s, peak_flop = bench.bench_sampling(
         model, fast, schedule, n_sample=2, repeat=2, peak=(2, 8, 8, 3), peak_reps=3
     )
@@ -151,9 +198,10 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     monkeypatch.setattr(bench, "PEAK_CONV", (2, 8, 8, 3))
     monkeypatch.setattr(bench, "PEAK_REPS", 2)
     monkeypatch.setattr(bench, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
+    monkeypatch.setitem(bench.OUR_STEPS, "ddpm500", 50)
     args = bench.argparse.Namespace(n=2, repeat=1, train_steps=1, data=None)
     report = {}
-    lines = bench.speed_report(model, du.DDPMSchedule(), args, report)
+    lines = bench.speed_report(model, du.DDPMSchedule(timesteps=50), args, report)
     table = "\n".join(lines)
     for label in ("DDPM-500, 2 sprites", "DDIM-25, 2 sprites", "DPM-Solver++-15, 2 sprites", "1.50x faster"):
         assert label in table
@@ -163,8 +211,8 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     assert {"sampling_s", "training", "breakdown", "fast_first_call_s"} <= set(report)
 
 
-def test_benchmark_skip_speed_needs_quality():
-    result = run("benchmark.py", "--skip-speed")
+def test_benchmark_skip_speed_needs_quality(cli):
+    result = cli["skip speed"]
     assert result.returncode != 0 and "--skip-speed" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -179,52 +227,37 @@ def error_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("script", ["sample.py", "evaluate.py", "train.py"])
-def test_an_unknown_device_is_one_clear_line(script):
-    line = error_line(run(script, "--device", "gpu"))
+@pytest.mark.parametrize("script", DEVICE_SCRIPTS)
+def test_an_unknown_device_is_one_clear_line(cli, script):
+    line = error_line(cli[f"gpu {script}"])
     assert "'gpu'" in line and "cpu" in line and "cuda" in line
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
-@pytest.mark.parametrize("script", ["sample.py", "evaluate.py", "train.py"])
-def test_cuda_without_a_gpu_is_one_clear_line(script):
-    line = error_line(run(script, "--device", "cuda"))
+@pytest.mark.parametrize("script", DEVICE_SCRIPTS)
+def test_cuda_without_a_gpu_is_one_clear_line(cli, script):
+    line = error_line(cli[f"cuda {script}"])
     assert "no CUDA GPU" in line and "cpu" in line
 
 
-@pytest.mark.parametrize("steps", ["0", "-3", "two"])
-def test_sample_steps_must_be_a_positive_whole_number(steps):
-    line = error_line(run("sample.py", "--steps", steps))
+@pytest.mark.parametrize("steps", BAD_STEPS)
+def test_sample_steps_must_be_a_positive_whole_number(cli, steps):
+    line = error_line(cli[f"steps {steps}"])
     assert "--steps" in line
 
 
-@pytest.mark.parametrize(
-    "option, value, expected",
-    [
-        ("--out", "samples", "extension"),
-        ("--out", "grid.txt", "extension"),
-        ("--gif", "anim.mp4", ".gif"),
-        ("--npy", "sprites.png", ".npy"),
-    ],
-)
-def test_output_names_are_checked_before_anything_is_loaded_or_sampled(option, value, expected):
+@pytest.mark.parametrize("option, value, expected", BAD_OUTPUTS)
+def test_output_names_are_checked_before_anything_is_loaded_or_sampled(cli, option, value, expected):
     # the weights do not exist: a check that ran after loading (or sampling) would report them instead
-    line = error_line(run("sample.py", "--weights", "nowhere.pth", option, value))
+    line = error_line(cli[f"{option} {value}"])
     assert option in line and expected in line and "nowhere.pth" not in line
 
 
-def test_context_and_guidance_on_unconditional_weights_warn(tmp_path):
-    import json
-
-    weights = du.save_model(du.course_model(), tmp_path / "model_trained.pth")
-    (tmp_path / "run.json").write_text(json.dumps({"config": {"context": False}}))  # as train.py writes it
-    args = ["--weights", str(weights), "--sampler", "ddim", "--steps", "1", "--n", "1", "--no-progress"]
-    args += ["--out", str(tmp_path / "g.png")]
-    result = run("sample.py", *args, "--context", "hero", "--guidance", "2")
+def test_context_and_guidance_on_unconditional_weights_warn(cli):
+    result = cli["unconditional guided"]
     assert result.returncode == 0, result.stderr
     assert "warning" in result.stderr and "without context" in result.stderr and "run.json" in result.stderr
-    (tmp_path / "run.json").write_text(json.dumps({"config": {"context": True}}))
-    quiet = run("sample.py", *args, "--context", "hero", "--guidance", "2")
+    quiet = cli["conditional guided"]
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
 
 
@@ -235,19 +268,12 @@ def test_the_shipped_model_trained_is_the_context_model_and_gets_no_warning():
     assert record["context"] is True and "MANIFEST.json" in record["source"]
 
 
-def test_a_relative_weights_path_from_another_folder_is_explained(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sample.py"), "--weights", "weights/context_model_trained.pth"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    line = error_line(result)
-    assert "git checkout" not in line and str(tmp_path) in line
+def test_a_relative_weights_path_from_another_folder_is_explained(cli):
+    line = error_line(cli["relative weights"])
+    assert "git checkout" not in line and str(cli["elsewhere"]) in line
 
 
-def test_scripts_write_committed_docs_only_when_asked():
-    assert "docs/" not in run("sample.py", "--help").stdout
-    bench_help = run("benchmark.py", "--help").stdout
+def test_scripts_write_committed_docs_only_when_asked(cli):
+    assert "docs/" not in cli["help sample.py"].stdout
+    bench_help = cli["help benchmark.py"].stdout
     assert "default docs/" not in bench_help and "default runs/benchmark/" in bench_help

@@ -42,6 +42,7 @@ class Processes:
         self.local_rank, self.local_world_size = local_rank, local_world_size
         self.backend: str | None = None  # set by start: "nccl" or "gloo"
         self.group = None  # the gloo group for object collectives and agreement
+        self.owner = False  # whether start made the process group (and stop ends it)
 
     @classmethod
     def from_env(cls, env=None) -> Processes:
@@ -75,17 +76,18 @@ class Processes:
         return torch.device("cuda", self.local_rank)
 
     def start(self, device: torch.device) -> None:
-        """Join the process group: NCCL when ``device`` is a GPU, gloo on the CPU."""
+        """Join the process group: NCCL when ``device`` is a GPU, gloo on the CPU (or the group a caller
+        started, e.g. to run several trainings in one launch)."""
         if not self.distributed:
             return
-        self.backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device)
-            self.group = dist.new_group(backend="gloo")
-        else:
-            dist.init_process_group("gloo")
-            self.group = dist.group.WORLD
+        self.owner = not dist.is_initialized()
+        if self.owner:
+            cuda = device.type == "cuda"
+            dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        self.backend = dist.get_backend()
+        self.group = dist.new_group(backend="gloo") if self.backend == "nccl" else dist.group.WORLD
 
     def barrier(self) -> None:
         """Wait until every process gets here."""
@@ -93,7 +95,7 @@ class Processes:
             dist.barrier(group=self.group)
 
     def stop(self) -> None:
-        if self.distributed and dist.is_initialized():
+        if self.owner and dist.is_initialized():
             dist.destroy_process_group()
 
     def describe(self, batch_size: int) -> str:

@@ -36,17 +36,25 @@ SEED, N, SIZE, BATCH, DROP, STEPS = 5, 16, 8, 8, 0.5, 4  # the recipe's numbers;
 # (commit 1ff3a24); the loss log keeps 6 digits, and float rounding differs with the thread count and CPU.
 PINNED = [1.096477, 1.118754, 1.039797, 1.141705]
 
-# Each process starts in rank<LOCAL_RANK>/ of the test's folder and runs train.py's main twice (one launch,
-# two process groups): a new run stopped at step 3, then its resume. Between the two, rank 0 (the test's
-# harness, not the training code) copies the run at step 3 to at_step_3/ for the reference and a resume in
-# one process.
+# Each process starts in rank<LOCAL_RANK>/ of the test's folder and runs train.py's main twice (one launch):
+# a new run stopped at step 3, in a process group the harness below makes (train.py uses a group it finds),
+# then its resume, which makes its own group as under torchrun. Between the two, rank 0 (the harness, not
+# the training code) copies the run at step 3 to at_step_3/, for the reference and a resume in one process.
 IN_OWN_FOLDER = 'cd "rank$LOCAL_RANK" && exec "$0" "$@"'
 RUN_THEN_RESUME = """
-import os, shutil, sys, train
+import os, shutil, sys
+import torch.distributed as dist
+import train
+# the first group on keys of its own in torchrun's store: a second default group made in the same process
+# would share the first one's keys and could read its stale addresses
+store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+dist.init_process_group("gloo", store=dist.PrefixStore("first", store), rank=rank, world_size=world_size)
 cut = sys.argv.index("--then")
 code = train.main(sys.argv[1:cut])
-if code == 0 and os.environ["RANK"] == "0":
+if code == 0 and rank == 0:
     shutil.copytree("run", "../at_step_3")
+dist.destroy_process_group()
 sys.exit(code or train.main(sys.argv[cut + 1 :]))
 """
 

@@ -79,7 +79,7 @@ def launch(tmp_path_factory):
     command += ["--then", "--resume", "run/checkpoint.pt", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "scripts"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     _, printed_first, printed_resume = done.stdout.split("Training on ")
     run, one = root / "rank0" / "run", root / "at_step_3"

@@ -170,7 +170,7 @@ def claim_out_dir(out_dir, resume=None, overwrite: bool = False) -> list[Path]:
             f"{out_dir} holds another run ({listed}); {hint}choose another --out, or pass --overwrite to "
             "delete that run and start again."
         )
-    if not overwrite:
+    if not overwrite or not out_dir.is_dir():
         return []
     snapshot = re.compile(r"[A-Za-z_]+_(\d+|trained)\.pth")
     doomed = [p for p in out_dir.iterdir() if p.name in (CHECKPOINT, LOSS_LOG, RUN_JSON) or snapshot.fullmatch(p.name)]

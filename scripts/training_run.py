@@ -216,7 +216,7 @@ class StopSignals:
     """While active, Ctrl-C (SIGINT) and SIGTERM ask the run to stop after the step in progress
     (``requested`` holds the signal's name), so that it saves a consistent checkpoint; a second
     one stops at once, unsaved. The same signal again within a second counts once: under torchrun a
-    Ctrl-C reaches each process twice (from the terminal, and forwarded by torchrun). Does nothing
+    Ctrl-C reaches each process twice (from the terminal, and forwarded by torchrun a moment later). Does nothing
     outside the main thread (signals cannot be caught there). ``announce``: print what happens."""
 
     def __init__(self, announce: bool = True):

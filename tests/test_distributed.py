@@ -104,12 +104,14 @@ def reference_weights(data_dir, phases):
     """What the data-parallel run computes, written out in one process: every step takes the next global
     batch of one shared order, each rank r of W its micro-batch batch[r::W] with its own generator
     (dropout, then t, then noise), and the gradient is the mean of the ranks' gradients (accumulated).
-    ``phases``: (until_step, W); each phase seeds its ranks' generators at the step it begins."""
+    ``phases``: (until_step, W); each phase seeds its ranks' generators at the step it begins.
+    Returns the weights and their EMA (of the model itself, updated after every step)."""
     images, labels = du.CustomDataset(data_dir / "sprites_16x16.npy", data_dir / "sprite_labels_16x16.npy").tensors()
     schedule = du.DDPMSchedule()
     torch.manual_seed(SEED)
     model = du.ContextUnet(3, 8, 5, SIZE).to(memory_format=torch.channels_last)  # as the training run builds it
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ema = du.EMA(model, 0.999)
     order = torch.Generator().manual_seed(seed_of(0, 0))
     begin = 0
     for until, world in phases:
@@ -133,23 +135,26 @@ def reference_weights(data_dir, phases):
                 )
                 (F.mse_loss(pred, noise) / world).backward()
             optimizer.step()
+            ema.update(model)
         begin = until
-    return parameters(model.state_dict())
+    return parameters(model.state_dict()), parameters(ema.model.state_dict())
 
 
-def assert_same_weights(state_dict, reference):
-    got = parameters(state_dict)
-    assert got.keys() == reference.keys()
-    for k, v in reference.items():
-        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6, msg=k)
+def assert_same_weights(checkpoint, reference):
+    """The checkpoint's weights and EMA weights are the reference's (BatchNorm running statistics aside)."""
+    for state_dict, expected in zip((checkpoint["model"], checkpoint["ema"]["model"]), reference, strict=True):
+        got = parameters(state_dict)
+        assert got.keys() == expected.keys()
+        for k, v in expected.items():
+            torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_two_processes_train_the_weights_of_one_that_accumulates_their_micro_batches(launch):
     at_3 = launch.checkpoint_at_3
     assert at_3["step"] == 3 and at_3["world_size"] == 2 and len(at_3["generators"]) == 2
-    assert_same_weights(at_3["model"], reference_weights(launch.data, [(3, 2)]))
+    assert_same_weights(at_3, reference_weights(launch.data, [(3, 2)]))
     # and not those of one process training on the whole batches (what a run that did not shard would give)
-    whole = reference_weights(launch.data, [(3, 1)])
+    whole, _ = reference_weights(launch.data, [(3, 1)])
     assert not all(torch.allclose(at_3["model"][k], v, atol=1e-6) for k, v in whole.items())
 
 
@@ -167,7 +172,7 @@ def test_rank_0s_checkpoint_resumes_exactly_in_two_processes(launch):
     assert "Done: 4 steps" in launch.printed_resume
     assert losses(launch.run)[:3] == launch.log_at_3 and len(losses(launch.run)) == STEPS
     final = torch.load(launch.run / "checkpoint.pt", weights_only=True)
-    assert_same_weights(final["model"], reference_weights(launch.data, [(STEPS, 2)]))  # its generators went on
+    assert_same_weights(final, reference_weights(launch.data, [(STEPS, 2)]))  # its generators went on
     assert (launch.run / "context_model_trained.pth").exists()
 
 
@@ -177,7 +182,7 @@ def test_rank_0s_checkpoint_resumes_in_one_process_with_reseeded_draws(launch):
     assert losses(launch.one)[:3] == launch.log_at_3 and len(losses(launch.one)) == STEPS
     final = torch.load(launch.one / "checkpoint.pt", weights_only=True)
     assert final["world_size"] == 1 and final["step"] == STEPS
-    assert_same_weights(final["model"], reference_weights(launch.data, [(3, 2), (STEPS, 1)]))
+    assert_same_weights(final, reference_weights(launch.data, [(3, 2), (STEPS, 1)]))
     assert (launch.one / "context_model_trained.pth").exists()
 
 

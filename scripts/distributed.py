@@ -101,7 +101,7 @@ class Processes:
     def describe(self, batch_size: int) -> str:
         """How the run runs, for its first log line: processes, backend, batch per process, BatchNorm."""
         if not self.distributed:
-            return f"in 1 process (no torchrun), batch {batch_size}"
+            return f"in 1 process, batch {batch_size}"
         norm = (
             "SyncBatchNorm: statistics over all processes"
             if self.backend == "nccl"

@@ -209,4 +209,4 @@ def test_without_torchrun_a_run_gives_the_losses_it_gave_before(tmp_path, capsys
     write_sprites(tmp_path, n=N, size=SIZE)
     assert train.main([*RECIPE, "--epochs", "2", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 0
     assert losses(tmp_path / "run") == pytest.approx(PINNED, rel=5e-4)
-    assert "in 1 process (no torchrun), batch 8" in capsys.readouterr().out.splitlines()[0]
+    assert "in 1 process, batch 8" in capsys.readouterr().out.splitlines()[0]

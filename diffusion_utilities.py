@@ -900,8 +900,9 @@ class TrainState:
     ``step`` counts the optimiser steps taken; the place in the data follows from it (epoch
     ``step // steps_per_epoch``, batch ``step % steps_per_epoch``), and ``perm`` is the
     current epoch's order of the images. ``generator`` draws all the randomness (order,
-    context dropout, t, noise). ``loss`` is the last step's loss, a 0-dim tensor on the
-    device (``.item()`` it for the number).
+    context dropout, t, noise); ``order``, when set, draws the order instead. ``shard = (r, n)``: this
+    process trains on every n-th image of each batch from the r-th (data-parallel runs; (0, 1): all).
+    ``loss`` is the last step's loss, a 0-dim tensor on the device (``.item()`` it for the number).
     """
 
     model: nn.Module
@@ -911,6 +912,8 @@ class TrainState:
     step: int = 0
     perm: torch.Tensor | None = None
     loss: torch.Tensor | None = None
+    order: torch.Generator | None = None
+    shard: tuple[int, int] = (0, 1)
 
     @classmethod
     def start(cls, model: nn.Module, lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0) -> TrainState:
@@ -940,8 +943,10 @@ def train(model, schedule, images, labels=None, *, epochs=1, batch_size=100, lr=
         while state.step < total_steps:
             batch = state.step % steps_per_epoch
             if batch == 0:  # a new epoch: a new order of the images
-                state.perm = torch.randperm(len(images), generator=state.generator, device=state.generator.device)
-            idx = state.perm[batch * batch_size : (batch + 1) * batch_size].to(images.device)
+                gen = state.order or state.generator
+                state.perm = torch.randperm(len(images), generator=gen, device=gen.device)
+            idx = state.perm[batch * batch_size : (batch + 1) * batch_size][state.shard[0] :: state.shard[1]]
+            idx = idx.to(images.device)
             c = drop_context(labels[idx], context_drop, state.generator) if labels is not None else None
             for group in state.optimizer.param_groups:
                 group["lr"] = lr * (1 - state.step / total_steps)

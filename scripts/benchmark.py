@@ -9,7 +9,9 @@ copies in docs/ are rewritten only when asked (--out docs/benchmark.json --plot 
    intermediate copied to the host) against this module's sample_ddpm / sample_ddim.
 2. Training throughput: the original input pipeline (a DataLoader over a Dataset that applies
    the torchvision transform to each image, one worker) against ours (the whole set converted
-   once, batches taken by indexing), images/s for the full training step.
+   once, batches taken by indexing), images/s for the full training step; and the resumable
+   training run of scripts/train.py in one process against two data-parallel processes (gloo on
+   this CPU, as under torchrun), images/s for the same global batch.
 3. Where the time goes: the model's forward time alone x the number of steps against the
    sampler's wall time (loop overhead), and the model's achieved GFLOP/s against this machine's
    dense matmul / convolution GFLOP/s measured in the same run (fraction of peak).
@@ -28,7 +30,9 @@ import copy
 import io
 import itertools
 import json
+import os
 import platform
+import socket
 import sys
 import time
 from pathlib import Path
@@ -38,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import evaluation
 import numpy as np
 import torch
+import training_run
+from distributed import Processes
 from provenance import repo_path
 from speed import speed_up
 
@@ -229,6 +235,41 @@ def bench_training(n_steps, batch_size, data_dir):
             yield images[idx], labels[idx]
 
     results["ours_img_s"] = run(ours(), layout=speed_up)  # channels_last, as scripts/train.py trains
+    return results
+
+
+def _data_parallel_worker(rank, world, port, threads, n_steps, batch_size, data_dir, results):
+    """One process of ``bench_data_parallel``: the training run with ``world`` processes, as torchrun starts it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(threads)
+    processes = Processes.from_env()
+    processes.start(torch.device("cpu"))
+    images, labels = du.CustomDataset(*du.sprite_files(data_dir)).tensors()
+    config = training_run.TrainConfig(epochs=1, batch_size=batch_size, context=True)
+    times = []
+    training_run.run(
+        config, images, labels, device="cpu", max_steps=n_steps + 2, progress=False, processes=processes,
+        callback=lambda state: times.append(time.perf_counter()),
+    )  # fmt: skip
+    processes.stop()
+    if rank == 0:  # two warm-up steps
+        results.put(n_steps * batch_size / (times[-1] - times[1]))
+
+
+def bench_data_parallel(n_steps, batch_size, data_dir, worlds=(1, 2)):
+    """images/s of the training run (channels_last, the course model) in 1 and in 2 gloo processes; this
+    process's torch threads are shared out among them."""
+    context = torch.multiprocessing.get_context("spawn")
+    results = {}
+    for world in worlds:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        queue = context.SimpleQueue()
+        args = (world, port, max(1, torch.get_num_threads() // world), n_steps, batch_size, data_dir, queue)
+        torch.multiprocessing.start_processes(_data_parallel_worker, args, nprocs=world, start_method="spawn")
+        results[f"{world}_process_img_s"] = queue.get()
     return results
 
 
@@ -449,7 +490,7 @@ def plot_quality(rows, path):
     plt.close(fig)
 
 
-SPEED_KEYS = ("sampling_s", "sampling_s_all_runs", "training", "breakdown", "speed_table")
+SPEED_KEYS = ("sampling_s", "sampling_s_all_runs", "training", "data_parallel", "breakdown", "speed_table")
 QUALITY_KEYS = ("quality", "quality_table", "quality_date")
 
 
@@ -463,6 +504,8 @@ def speed_report(model, schedule, args, report) -> list[str]:
     report["sampling_s"], report["sampling_s_all_runs"], report["fast_first_call_s"] = s, all_times, compile_s
     print("Training pipelines ...", flush=True)
     report["training"] = tr = bench_training(args.train_steps, 100, args.data)
+    print("Data-parallel training (1 and 2 processes) ...", flush=True)
+    report["data_parallel"] = dp = bench_data_parallel(args.train_steps, 100, args.data)
     print("Breakdown ...", flush=True)
     report["breakdown"] = br = bench_breakdown(model, schedule, args.n, s, all_times, peak_flop, args.repeat)
 
@@ -500,6 +543,12 @@ def speed_report(model, schedule, args, report) -> list[str]:
         f"frozen weights; its first call took {compile_s:.1f} s). Training, ours: our input pipeline and "
         "`speed_up(model)` (channels_last), as `scripts/train.py` trains it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",
+        f"Data-parallel training (the run of `scripts/train.py`, global batch 100, gloo on this CPU, the "
+        f"{torch.get_num_threads()} torch threads shared out): 1 process {dp['1_process_img_s']:.0f} images/s, "
+        f"2 processes {dp['2_process_img_s']:.0f} images/s ({dp['2_process_img_s'] / dp['1_process_img_s']:.2f}x). "
+        "On a multi-GPU machine, measure "
+        "`torchrun --standalone --nproc_per_node=N scripts/train.py --max-steps 200 --no-progress --out runs/ddpN` "
+        "for N = 1, 2, 4 (NCCL, one GPU each): images/s = 200 x 100 / wall_time_s of its run.json.",
         f"Model forward, batch {args.n}, {br['model_gflop_per_forward']:.3f} GFLOP; time, rate and share of the "
         f"peak alone (and inside DDPM-500, loop included): {forwards}. Peak: the {_conv_name(*PEAK_CONV)} NHWC "
         f"convolution timed in the same rounds, {br['peak_conv_gflops_s']:.0f} GFLOP/s in its best round (the "

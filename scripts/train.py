@@ -13,12 +13,18 @@ run.json (the command, data set hash, steps, wall time). Ctrl-C (or SIGTERM) sto
 and prints the command that resumes the run. A folder that holds another run is refused unless --resume or
 --overwrite. On --resume the checkpoint gives the recipe, the data (folder, --limit; checked by hash) and the
 folder; --epochs and --save-every may change, other recipe options must match or are refused.
+
+Under torchrun (e.g. torchrun --standalone --nproc_per_node=4 scripts/train.py --context --out runs/ctx4) the
+processes train one model data-parallel: --batch-size is the global batch, split over them (NCCL on CUDA, one
+GPU per process; gloo on the CPU). Rank 0 alone writes and prints; any number of processes can resume a run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -31,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cli
 import torch
+from distributed import Processes
 from provenance import file_sha256
-from training_run import CHECKPOINT, RUN_JSON, TrainConfig, claim_out_dir, load_checkpoint, run
+from training_run import CHECKPOINT, RUN_JSON, TrainConfig, claim_out_dir, load_checkpoint, per_process_batch, run
 
 import diffusion_utilities as du
 
@@ -81,12 +88,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def resume_command(checkpoint: Path) -> str:
-    """The exact command that continues the run of ``checkpoint``, to run from the current folder."""
+def resume_command(checkpoint: Path, processes: Processes | None = None) -> str:
+    """The exact command that continues the run of ``checkpoint``, to run from the current folder
+    (under torchrun: with this launch's processes; any other number can resume it too)."""
     script = os.path.relpath(Path(__file__).resolve())
     if script.startswith(".."):
         script = str(Path(__file__).resolve())
-    return f"python {shlex.quote(script)} --resume {shlex.quote(str(checkpoint))}"
+    return f"{launcher(processes)} {shlex.quote(script)} --resume {shlex.quote(str(checkpoint))}"
+
+
+def launcher(processes: Processes | None) -> str:
+    """How this run was started: python, or torchrun with this launch's processes (for run.json, resume hints)."""
+    if processes is None or not processes.distributed:
+        return "python"
+    nodes = processes.world_size // processes.local_world_size
+    if nodes == 1:
+        return f"torchrun --standalone --nproc_per_node={processes.world_size}"
+    return (
+        f"torchrun --nnodes={nodes} --node_rank=N --nproc_per_node={processes.local_world_size} "
+        "--rdzv_backend=c10d --rdzv_endpoint=HOST:PORT"
+    )
 
 
 def recipe_for_resume(args, ckpt: dict) -> tuple[TrainConfig, list[str]]:
@@ -118,66 +139,93 @@ def recipe_for_resume(args, ckpt: dict) -> tuple[TrainConfig, list[str]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
+    processes = Processes.from_env()  # one process, unless torchrun started this one
+    try:
+        device = processes.device(du.get_device(args.device))
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    processes.start(device)
+    try:  # rank 0 alone prints: the others' stdout goes nowhere (their errors reach rank 0 through agree)
+        with contextlib.redirect_stdout(sys.stdout if processes.is_main else io.StringIO()):
+            code = train_in_process(args, argv, processes, device)
+        processes.barrier()  # none leaves (torchrun would stop the rest) before rank 0 has written and printed
+        return code
+    finally:
+        processes.stop()
+
+
+def train_in_process(args, argv: list[str], processes: Processes, device) -> int:
+    """main's work, in every process of a launch (``processes``) on its own ``device``."""
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be >= 1 (the number of sprites to train on), got {args.limit}.")
         if args.max_steps is not None and args.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}.")
-        notes: list[str] = []
-        if args.resume is not None:
-            resume = Path(args.resume)
-            ckpt = load_checkpoint(resume)
-            if args.overwrite:
-                raise ValueError("--overwrite and --resume contradict each other: a resume continues the run.")
-            config, notes = recipe_for_resume(args, ckpt)
-            data = ckpt.get("data") or {}
-            data_dir = args.data if args.data is not None else data.get("dir")
-            limit = data.get("limit") if "limit" in data else args.limit
-            if args.data is not None and data.get("dir") and Path(args.data).resolve() != Path(data["dir"]):
-                notes.append(f"reading the data from {args.data} (the run read {data['dir']}; the hash must match)")
-            out = Path(args.out) if args.out is not None else resume.parent
-            compile = args.compile or bool(ckpt.get("compile", False))
-            if args.compile and not ckpt.get("compile", False):
-                notes.append("--compile: the run goes on compiled")
-        else:
-            resume = None
-            given = {field: getattr(args, field) for _, field in RECIPE_OPTIONS if getattr(args, field) is not None}
-            config = TrainConfig(**given)
-            config.validate()
-            data_dir, limit = args.data, args.limit
-            out = Path(args.out if args.out is not None else "runs/train")
-            compile = args.compile
-        removed = claim_out_dir(out, resume, args.overwrite)
-        sfile, lfile = du.sprite_files(data_dir)
-        dataset = du.CustomDataset(sfile, lfile, null_context=not config.context)
-        images, labels = dataset.tensors()
-        if limit is not None:
-            if limit > len(images):
-                raise ValueError(f"--limit {limit} asks for more sprites than {sfile} holds ({len(images)}).")
-            images, labels = images[:limit], labels[:limit]
-        device = du.get_device(args.device)
+        resume = Path(args.resume) if args.resume is not None else None
+        ckpt = processes.from_main(load_checkpoint, resume) if resume else None  # rank 0 reads it, all get it
+        with processes.agree():  # a check that fails in one process fails in all, before anything is written
+            notes: list[str] = []
+            if resume is not None:
+                if args.overwrite:
+                    raise ValueError("--overwrite and --resume contradict each other: a resume continues the run.")
+                config, notes = recipe_for_resume(args, ckpt)
+                data = ckpt.get("data") or {}
+                data_dir = args.data if args.data is not None else data.get("dir")
+                limit = data.get("limit") if "limit" in data else args.limit
+                if args.data is not None and data.get("dir") and Path(args.data).resolve() != Path(data["dir"]):
+                    notes.append(f"reading the data from {args.data} (the run read {data['dir']}; the hash must match)")
+                out = Path(args.out) if args.out is not None else resume.parent
+                compile = args.compile or bool(ckpt.get("compile", False))
+                if args.compile and not ckpt.get("compile", False):
+                    notes.append("--compile: the run goes on compiled")
+            else:
+                given = {field: getattr(args, field) for _, field in RECIPE_OPTIONS if getattr(args, field) is not None}
+                config = TrainConfig(**given)
+                config.validate()
+                data_dir, limit = args.data, args.limit
+                out = Path(args.out if args.out is not None else "runs/train")
+                compile = args.compile
+            sfile, lfile = du.sprite_files(data_dir)
+            dataset = du.CustomDataset(sfile, lfile, null_context=not config.context)
+            images, labels = dataset.tensors()
+            if limit is not None:
+                if limit > len(images):
+                    raise ValueError(f"--limit {limit} asks for more sprites than {sfile} holds ({len(images)}).")
+                images, labels = images[:limit], labels[:limit]
+            batch = per_process_batch(config.batch_size, len(images), processes)
+            hashes = file_sha256(sfile), file_sha256(lfile)
+        processes.same(hashes, f"sprite files (sha256 of {sfile.name} and {lfile.name})")
+        with processes.agree():
+            removed = claim_out_dir(out, resume, args.overwrite) if processes.is_main else []
     except (FileNotFoundError, ValueError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        if processes.is_main:
+            print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    how = processes.describe(batch * processes.world_size)  # processes, backend, batch per process
+    where = device.type if processes.distributed else device
+    print(f"Training on {len(images)} sprites from {sfile} on {where} {how}; recipe: {config}")
     for note in notes:
         print(f"Resume: {note}.")
     if removed:
         print(f"--overwrite: deleted the previous run's {', '.join(p.name for p in removed)} in {out}.")
-    print(f"Training on {len(images)} sprites from {sfile} on {device}; recipe: {config}")
     run_info = {
-        "command": "python scripts/train.py " + " ".join(shlex.quote(a) for a in argv),
+        "command": f"{launcher(processes)} scripts/train.py " + " ".join(shlex.quote(a) for a in argv),
         "config": dataclasses.asdict(config),
         "dataset": sfile.name,
-        "dataset_sha256": file_sha256(sfile),
-        "labels_sha256": file_sha256(lfile),
+        "dataset_sha256": hashes[0],
+        "labels_sha256": hashes[1],
         "n_images": len(images),
         "device": str(device),
+        "world_size": processes.world_size,
+        "backend": processes.backend,
+        "per_process_batch": batch,
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     run_json = out / RUN_JSON
-    if resume is None:  # written now, so a resumed run still knows the command that started it
+    if resume is None and processes.is_main:  # written now, so a resumed run still knows the command that started it
         out.mkdir(parents=True, exist_ok=True)
         run_json.write_text(json.dumps(run_info, indent=2) + "\n")
     checkpoint = out / CHECKPOINT
@@ -195,13 +243,15 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             compile=compile,
             data=data,
+            processes=processes,
         )
     except ValueError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        if processes.is_main:
+            print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        last = f"Resume from the last checkpoint with: {resume_command(checkpoint)}" if checkpoint.exists() else ""
-        print(f"\nStopped at once, unsaved. {last}".rstrip())
+        last = checkpoint.exists() and f"Resume from the last checkpoint with: {resume_command(checkpoint, processes)}"
+        print(f"\nStopped at once, unsaved. {last or ''}".rstrip())
         return 130
     losses = result.losses[-100:]
     run_info.update(
@@ -213,6 +263,8 @@ def main(argv=None) -> int:
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
         interrupted=result.interrupted,
     )
+    if not processes.is_main:
+        return 130 if result.interrupted else 0
     if resume is not None and run_json.exists():
         first = json.loads(run_json.read_text())
         run_info["resumed_with"] = [*first.get("resumed_with", []), run_info["command"]]
@@ -220,9 +272,8 @@ def main(argv=None) -> int:
     run_json.write_text(json.dumps(run_info, indent=2) + "\n")
     if not result.finished:
         why = {"max_steps": "--max-steps reached"}.get(result.stopped_by, result.stopped_by)
-        print(
-            f"Stopped at step {result.step} of {result.total_steps} ({why}). Resume with: {resume_command(checkpoint)}"
-        )
+        again = resume_command(checkpoint, processes)
+        print(f"Stopped at step {result.step} of {result.total_steps} ({why}). Resume with: {again}")
         return 130 if result.interrupted else 0
     print(
         f"Done: {result.step} steps in {result.wall_time:.0f} s, final loss {run_info['final_loss']:.4f}; wrote {out}"

@@ -15,6 +15,13 @@ lessons read; everything else happens in the loop's per-step callback or around 
 
 On the CPU and CUDA the model trains in the channels_last memory layout (the same weights,
 faster convolutions); ``compile=True`` also compiles it in place with ``torch.compile``.
+
+Under torchrun (``processes``, see scripts/distributed.py) the model trains data-parallel: every
+process takes its share of each global batch of the same permutation (``TrainState.shard``; the order
+from a generator all processes share, ``TrainState.order``), draws its own dropout, t and noise, and
+DistributedDataParallel averages the gradients; the logged loss is the mean over the processes. Rank 0
+alone writes files; the checkpoint holds every process's generator state, so a resume with the same
+number of processes continues exactly, and one with another number re-seeds them and says so.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from distributed import Processes, stream_seed
 
 import diffusion_utilities as du
 
@@ -161,7 +170,7 @@ def claim_out_dir(out_dir, resume=None, overwrite: bool = False) -> list[Path]:
             f"{out_dir} holds another run ({listed}); {hint}choose another --out, or pass --overwrite to "
             "delete that run and start again."
         )
-    if not overwrite:
+    if not overwrite or not out_dir.is_dir():
         return []
     snapshot = re.compile(r"[A-Za-z_]+_(\d+|trained)\.pth")
     doomed = [p for p in out_dir.iterdir() if p.name in (CHECKPOINT, LOSS_LOG, RUN_JSON) or snapshot.fullmatch(p.name)]
@@ -206,17 +215,24 @@ class LossLog:
 class StopSignals:
     """While active, Ctrl-C (SIGINT) and SIGTERM ask the run to stop after the step in progress
     (``requested`` holds the signal's name), so that it saves a consistent checkpoint; a second
-    one stops at once, unsaved. Does nothing outside the main thread (signals cannot be caught there)."""
+    one stops at once, unsaved. The same signal again within a second counts once: under torchrun a
+    Ctrl-C reaches each process twice (from the terminal, and forwarded by torchrun a moment later). Does nothing
+    outside the main thread (signals cannot be caught there). ``announce``: print what happens."""
 
-    def __init__(self):
+    def __init__(self, announce: bool = True):
         self.requested: str | None = None
         self.previous: dict = {}
+        self.announce, self.at = announce, 0.0
 
     def _handler(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.requested == name and time.monotonic() - self.at < 1.0:
+            return
         if self.requested is not None:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested}: the run stops after this step and saves (again: stop at once, unsaved).")
+        self.requested, self.at = name, time.monotonic()
+        if self.announce:
+            print(f"\n{name}: the run stops after this step and saves (again: stop at once, unsaved).")
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -249,6 +265,54 @@ def _check_resume(ckpt: dict, config: TrainConfig, data: dict, resume) -> None:
         )
 
 
+def per_process_batch(batch_size: int, n_images: int, processes: Processes) -> int:
+    """The images each process trains on per step: the global batch (at most the data set) over the processes."""
+    batch = min(int(batch_size), n_images)
+    if batch % processes.world_size:
+        raise ValueError(
+            f"the batch of {batch} images does not split over {processes.world_size} processes: give a --batch-size "
+            f"divisible by {processes.world_size} (it is the global batch; each process trains on a share)."
+        )
+    return batch // processes.world_size
+
+
+#: Why a run stops, in the order in which ranks that disagree settle it (a signal anywhere stops all).
+STOP_REASONS = (None, "max_steps", "callback", "SIGINT", "SIGTERM")
+
+
+def _set_generators(state: du.TrainState, ckpt: dict | None, seed: int, processes: Processes) -> str | None:
+    """Seed the run's random streams, or set them from ``ckpt``; returns a note when a resume re-seeds them.
+
+    One process: its one generator draws everything, as in du.train. Several: the order from a generator
+    they share, dropout/t/noise from one per rank (see ``stream_seed``). A resume with the checkpoint's
+    number of processes takes each rank's generator back; with another number it re-seeds them at its step.
+    """
+    device = state.generator.device
+    if processes.distributed:
+        state.order = torch.Generator(device).manual_seed(stream_seed(seed, 0, 0))
+        state.generator.manual_seed(stream_seed(seed, 0, 1 + processes.rank))
+        state.shard = (processes.rank, processes.world_size)
+    if ckpt is None:
+        return None
+    note, was = None, ckpt.get("world_size", 1)
+    if was == processes.world_size:
+        state.generator.set_state(ckpt.get("generators", [ckpt["generator"]])[processes.rank])
+    else:
+        state.generator.manual_seed(stream_seed(seed, ckpt["step"], 1 + processes.rank))
+        note = (
+            f"the checkpoint was written by {was} process(es), this run has {processes.world_size}: it goes on "
+            f"from step {ckpt['step']} in the same order of the images, with the dropout, t and noise generators "
+            f"re-seeded from (seed, step {ckpt['step']}, rank)"
+        )
+    if ckpt.get("order") is not None:
+        state.order = state.order or torch.Generator(device)
+        state.order.set_state(ckpt["order"])
+    elif state.order is not None:  # a one-process run drew its order with its one generator
+        state.order.manual_seed(stream_seed(seed, ckpt["step"], 0))
+        note += "; the next epochs' orders come from a generator seeded the same way"
+    return note
+
+
 def run(
     config: TrainConfig,
     images: torch.Tensor,
@@ -265,6 +329,7 @@ def run(
     log_every: int = 50,
     compile: bool = False,
     data: dict | None = None,
+    processes: Processes | None = None,
 ) -> TrainResult:
     """Train a ContextUnet with ``config`` through ``du.train``, saving and resuming exactly.
 
@@ -275,49 +340,60 @@ def run(
     equal ``config`` except ``epochs`` and ``save_every``, and its data must have the same hash.
     ``max_steps`` stops after that many steps in all (saving the checkpoint); ``callback(state)``
     runs after every step, and returning True stops the run the same way. ``data``: what to
-    record about the data's source (e.g. dir and limit) beside its hash.
+    record about the data's source (e.g. dir and limit) beside its hash. ``processes``: this
+    process's place in a torchrun launch (default: one process); every process calls ``run``
+    with the same arguments and ``device`` its own (``Processes.device``).
     """
-    config.validate()
-    device = du.get_device(device)
-    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
-        raise ValueError(f"run: images must have shape (N, 3, H, H), got {tuple(images.shape)}.")
-    if config.context and labels is None:
-        raise ValueError("run: config.context is set but no labels were given.")
-    if labels is not None and labels.shape[0] != images.shape[0]:
-        raise ValueError(f"run: {images.shape[0]} images but {labels.shape[0]} labels.")
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"run: max_steps must be >= 1, got {max_steps}.")
-    n_cfeat = labels.shape[1] if labels is not None else 5
-    labels = labels if config.context else None
-    data = {**(data or {}), "n_images": len(images), "sha256": data_sha256(images, labels)}
-    steps_per_epoch = len(images) // min(config.batch_size, len(images))
-    total_steps = steps_per_epoch * config.epochs
-    prefix = prefix or ("context_model" if config.context else "model")
-    ckpt = load_checkpoint(resume) if resume is not None else None
-    if ckpt is not None:
-        _check_resume(ckpt, config, data, resume)
-        if ckpt["step"] > total_steps:
-            raise ValueError(f"{resume} is already past epoch {config.epochs} (step {ckpt['step']}); ask for more.")
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        claim_out_dir(out_dir, resume, overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    processes = processes or Processes()
+    ckpt = processes.from_main(load_checkpoint, resume) if resume is not None else None  # rank 0 reads it
+    with processes.agree():
+        config.validate()
+        device = du.get_device(device)
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"run: images must have shape (N, 3, H, H), got {tuple(images.shape)}.")
+        if config.context and labels is None:
+            raise ValueError("run: config.context is set but no labels were given.")
+        if labels is not None and labels.shape[0] != images.shape[0]:
+            raise ValueError(f"run: {images.shape[0]} images but {labels.shape[0]} labels.")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"run: max_steps must be >= 1, got {max_steps}.")
+        per_process_batch(config.batch_size, len(images), processes)
+        n_cfeat = labels.shape[1] if labels is not None else 5
+        labels = labels if config.context else None
+        data = {**(data or {}), "n_images": len(images), "sha256": data_sha256(images, labels)}
+        steps_per_epoch = len(images) // min(config.batch_size, len(images))
+        total_steps = steps_per_epoch * config.epochs
+        prefix = prefix or ("context_model" if config.context else "model")
+        if ckpt is not None:
+            _check_resume(ckpt, config, data, resume)
+            if ckpt["step"] > total_steps:
+                raise ValueError(f"{resume} is already past epoch {config.epochs} (step {ckpt['step']}); ask for more.")
+    processes.same(data["sha256"], "data (sha256 of the images and labels)")
+    out_dir = Path(out_dir) if out_dir is not None and processes.is_main else None  # rank 0 alone writes
+    with processes.agree():
+        if out_dir is not None:
+            claim_out_dir(out_dir, resume, overwrite)
+            out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)
     model = du.ContextUnet(3, config.n_feat, n_cfeat, images.shape[2]).to(device)
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)  # in place: the same parameters
+    model = processes.sync_batchnorm(model)
     state = du.TrainState.start(model, config.lr, config.ema_decay, config.seed)
     wall_before = 0.0
+    note = _set_generators(state, ckpt, config.seed, processes)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         state.ema.load_state_dict(ckpt["ema"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
-        state.generator.set_state(ckpt["generator"])
         state.step, wall_before = ckpt["step"], ckpt["wall_time"]
         state.perm = ckpt["perm"].to(state.generator.device) if ckpt["perm"] is not None else None
+    if note and processes.is_main:
+        print(f"Resume: {note}.")
     if compile:
         model.compile()  # in place: the state dict keeps its names
+    state.model = processes.wrap(model)  # du.train trains the wrapper; the EMA follows the model inside
     schedule = du.DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
 
     log = LossLog(out_dir / LOSS_LOG if out_dir else None, keep_until=state.step)
@@ -327,6 +403,7 @@ def run(
 
     def save_checkpoint():
         saved_at[0] = state.step
+        generators = processes.gather(state.generator.get_state())  # every rank's, for an exact resume
         if out_dir is None:
             return
         checkpoint = {
@@ -342,7 +419,10 @@ def run(
             "epoch": state.step // steps_per_epoch,
             "batch": state.step % steps_per_epoch,
             "perm": state.perm.cpu() if state.perm is not None else None,
-            "generator": state.generator.get_state(),
+            "generator": generators[0],
+            "generators": generators,
+            "order": state.order.get_state() if state.order is not None else None,
+            "world_size": processes.world_size,
             "wall_time": wall_before + time.perf_counter() - t0,
         }
         files.append(du.atomic_torch_save(checkpoint, out_dir / CHECKPOINT))
@@ -351,7 +431,7 @@ def run(
 
     def on_step(state: du.TrainState) -> bool:
         epoch = (state.step - 1) // steps_per_epoch
-        log.add(state.step - 1, epoch, state.loss, state.optimizer.param_groups[0]["lr"])
+        log.add(state.step - 1, epoch, processes.mean(state.loss), state.optimizer.param_groups[0]["lr"])
         if state.step % log_every == 0:
             log.flush()
         if state.step % steps_per_epoch == 0:  # the end of an epoch: snapshot and checkpoint
@@ -365,13 +445,14 @@ def run(
             stop["by"] = signals.requested
         elif max_steps is not None and state.step >= max_steps:
             stop["by"] = "max_steps"
+        stop["by"] = processes.furthest(stop["by"], STOP_REASONS)  # the processes stop at the same step
         return stop["by"] is not None
 
     try:
-        with StopSignals() as signals:
+        with StopSignals(announce=processes.is_main) as signals:
             if state.step < total_steps and (max_steps is None or state.step < max_steps):
                 du.train(
-                    model,
+                    state.model,
                     schedule,
                     images.to(device),
                     labels.to(device) if labels is not None else None,
@@ -381,7 +462,7 @@ def run(
                     context_drop=config.context_drop,
                     state=state,
                     callback=on_step,
-                    progress=progress,
+                    progress=progress and processes.is_main,
                 )
     finally:
         log.flush()

@@ -195,6 +195,7 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     small_peak = bench.dense_peak_gflops
     monkeypatch.setattr(bench, "dense_peak_gflops", lambda: small_peak((32,), ((2, 8, 8, 3),), seconds=0.01))
     monkeypatch.setattr(bench, "bench_training", lambda *a: {"course_img_s": 100.0, "ours_img_s": 150.0})
+    monkeypatch.setattr(bench, "bench_data_parallel", lambda *a: {"1_process_img_s": 150.0, "2_process_img_s": 120.0})
     monkeypatch.setattr(bench, "PEAK_CONV", (2, 8, 8, 3))
     monkeypatch.setattr(bench, "PEAK_REPS", 2)
     monkeypatch.setattr(bench, "speed_up", lambda m, **kw: copy.deepcopy(m))  # no compiling here
@@ -203,12 +204,13 @@ def test_benchmark_speed_report_fills_every_row_on_a_tiny_model(monkeypatch):
     report = {}
     lines = bench.speed_report(model, du.DDPMSchedule(timesteps=50), args, report)
     table = "\n".join(lines)
-    for label in ("DDPM-500, 2 sprites", "DDIM-25, 2 sprites", "DPM-Solver++-15, 2 sprites", "1.50x faster"):
+    for label in ("DDPM-500, 2 sprites", "DDIM-25, 2 sprites", "DPM-Solver++-15, 2 sprites", "1.50x faster",
+                  "1 process 150 images/s, 2 processes 120 images/s (0.80x)"):  # fmt: skip
         assert label in table
     header = lines[0].split("|")
     ddpm = next(line for line in lines if line.startswith("| DDPM-500")).split("|")
     assert len(ddpm) == len(header) == 9 and all(cell.strip() for cell in ddpm[1:-1])  # every column filled
-    assert {"sampling_s", "training", "breakdown", "fast_first_call_s"} <= set(report)
+    assert {"sampling_s", "training", "data_parallel", "breakdown", "fast_first_call_s"} <= set(report)
 
 
 def test_benchmark_skip_speed_needs_quality(cli):

@@ -176,6 +176,7 @@ def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     result = tr.run(small_config(), images, labels, out_dir=tmp_path, progress=False, max_steps=1, overwrite=True)
     assert result.step == 1 and not (tmp_path / "context_model_7.pth").exists()
     assert len(list(csv.DictReader(open(tmp_path / "loss_log.csv")))) == 1
+    assert tr.claim_out_dir(tmp_path / "new", overwrite=True) == []  # --overwrite of a folder not made yet
 
 
 def test_a_weights_file_cannot_be_resumed(tmp_path):

@@ -220,7 +220,7 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
         "world_size": processes.world_size,
         "backend": processes.backend,
         "per_process_batch": batch,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
+        "machine": " ".join(f"{platform.machine()} {platform.processor()} {torch.get_num_threads()} threads".split()),
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -445,7 +445,7 @@ def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_siz
 
 SAMPLER_LABELS = {
     "ddpm": "DDPM",
-    "ddpm-strided": "DDPM on fewer steps",  # rows of reports written before it became ("ddpm", 100)
+    "ddpm-strided": "DDPM, post. var.",  # DDPM on a subset of the steps with the posterior variance (older reports)
     "ddim": "DDIM",
     "dpm": "DPM-Solver++(2M)",
     "dpm-sde": "SDE-DPM-Solver++(2M)",

@@ -2,8 +2,9 @@
 
 index.html shows the four lessons with a line each on what they teach and each lesson's key animation
 (a GIF the lesson saved, linking to the lesson's page), a link to a lesson's exercise page when one was
-built, and the table of the runs: seconds per notebook, status, device, quick or full size, with links
-to the executed notebooks. Everything it links is a file beside it; it loads nothing from the network.
+built, and the table of the runs: seconds per notebook, status, device, quick or full size, when each
+notebook finished, with links to the executed notebooks. Everything it links is a file beside it; it
+loads nothing from the network.
 
 run.json keeps each notebook's last run, so that `run_course.py --only L2` rewrites L2's row and keeps
 the others.
@@ -36,7 +37,7 @@ LESSON_LINES = {
     ),
     "L4_FastSampling": (
         "Fast sampling",
-        "DDIM and DPM-Solver++: sprites in 20-30 steps instead of 500, side by side with DDPM from the "
+        "DDIM and DPM-Solver++: sprites in 15-25 steps instead of 500, side by side with DDPM from the "
         "same noise, timed, and what the fewer steps cost in quality.",
     ),
 }
@@ -89,14 +90,14 @@ def record_runs(out: Path, outcomes, device: str, quick: bool) -> dict:
         runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except json.JSONDecodeError:
         runs = {}
-    finished = datetime.datetime.now().isoformat(timespec="seconds")
+    now = datetime.datetime.now().isoformat(timespec="seconds")
     for o in outcomes:
         runs[o.name] = {
             "seconds": round(o.seconds, 1),
             "status": o.status,
             "device": device,
             "mode": "quick" if quick else "full",
-            "finished": finished,
+            "finished": getattr(o, "finished", None) or now,  # the notebook's own end (now, if not recorded)
         }
     path.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
     return runs
@@ -139,7 +140,7 @@ def runs_table(runs: dict, out: Path) -> str:
             f"<tr><td>{link(f'{name}.html', html.escape(name), out)}</td>"
             f"<td>{link(f'{name}.ipynb', 'notebook', out)}</td>"
             f'<td class="num">{run["seconds"]:.1f}</td><td>{status}</td>'
-            f"<td>{html.escape(run['device'])}</td><td>{run['mode']}</td><td>{run['finished']}</td></tr>"
+            f"<td>{html.escape(run['device'])}</td><td>{run['mode']}</td><td>{run.get('finished', '')}</td></tr>"
         )
     columns = ("page", "executed", "seconds", "status", "device", "size", "finished")
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"

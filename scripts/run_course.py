@@ -12,7 +12,8 @@ cell does a short live run, then loads the shipped snapshots). Written to --out 
                                  MathML, animations in plain JavaScript (scripts/course_pages.py)
     L1_Sampling/ ...             the GIFs and PNG grids each notebook saved (the notebooks write
                                  there themselves: COURSE_OUT is set to --out)
-    run.json                     each notebook's last run (seconds, status, device), for the index
+    run.json                     each notebook's last run (seconds, status, device, when it finished),
+                                 for the index
 
 It ends with a table (notebook, seconds, status, files written) and the page to open, and exits with
 status 1 if any cell failed (naming the cell and its error) or a page could not be made offline.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
 import re
 import sys
@@ -71,6 +73,7 @@ class Outcome:
     error: str | None = None
     files: list = dataclasses.field(default_factory=list)
     stopped: bool = False  # the kernel was shut down from outside (Ctrl-C, SIGTERM), not by a failing cell
+    finished: str | None = None  # when this notebook's run ended (ISO time, to the second)
 
     @property
     def status(self) -> str:
@@ -197,6 +200,7 @@ def run_notebook(name: str, out: Path, timeout: int, kernel: str) -> Outcome:
                 outcome.error += "\nThe kernel's last words: " + " | ".join(tail)
         finally:
             outcome.seconds = time.perf_counter() - start
+            outcome.finished = datetime.datetime.now().isoformat(timespec="seconds")
             bar.close()
     executed = out / f"{name}.ipynb"
     nbformat.write(nb, executed)

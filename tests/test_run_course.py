@@ -39,6 +39,21 @@ def test_index_links_what_was_built_and_keeps_earlier_runs(tmp_path):
     assert page.count('class="lesson"') == 4 and "OpenMoji" in page
 
 
+def test_each_row_shows_when_its_own_notebook_finished(tmp_path):
+    for name in ("L1_Sampling", "L2_Training"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    outcomes = [
+        run_course.Outcome("L1_Sampling", seconds=5.0, finished="2026-01-02T10:00:05"),
+        run_course.Outcome("L2_Training", seconds=7.0, finished="2026-01-02T10:00:12"),
+    ]
+    course_index.write_index(tmp_path, outcomes, "cpu (test)", quick=True)
+    runs = json.loads((tmp_path / "run.json").read_text())
+    assert runs["L1_Sampling"]["finished"] == "2026-01-02T10:00:05"
+    assert runs["L2_Training"]["finished"] == "2026-01-02T10:00:12"
+    page = (tmp_path / "index.html").read_text()
+    assert "2026-01-02T10:00:05" in page and "2026-01-02T10:00:12" in page
+
+
 def test_a_failing_cell_fails_the_notebook_and_is_named(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("Half of $x$"), nbformat.v4.new_code_cell("x = 1 / 0")]

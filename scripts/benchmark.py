@@ -162,7 +162,7 @@ def bench_sampling(model, fast, schedule, n_sample, repeat, peak=PEAK_CONV, peak
 
     ``model`` as loaded (eager, the layout it was saved in) runs the course-style loops and ours;
     our loops also run on an eager channels_last copy ("nhwc", ``speed_up(model)``: what the
-    notebooks and scripts sample with on a CPU by default) and on ``fast``, which is
+    scripts sample with on a CPU by default; the notebooks run the model as loaded) and on ``fast``, which is
     ``speed_up(model, freeze=True)`` (channels_last, compiled with frozen weights). Each round
     runs every loop once, in the same order, plus ``FORWARDS_PER_ROUND`` forward passes alone of
     each model and ``peak_reps`` of the peak convolution ``peak`` ("peak_conv"), so a slow spell
@@ -389,7 +389,7 @@ QUALITY_SETTINGS += [("dpm", 10), ("dpm", 15), ("dpm", 20), ("dpm-sde", 10), ("d
 def bench_quality(weights, n_per_class, n_fd, progress, eval_dir=None, batch_size=250):
     """Every (sampler, steps) of QUALITY_SETTINGS through ``evaluation.evaluate`` (scripts/evaluation.py).
 
-    The model runs as the notebooks and scripts run it by default (``speed_up``: eager, channels_last).
+    The model runs as the scripts run it by default (``speed_up``: eager, channels_last).
     ``seconds_32`` is the wall time of one separate 32-sprite run (what a learner waits for);
     the evaluation itself samples in batches of ``batch_size``. With ``eval_dir`` each setting's full
     evaluation is also written there as ``<sampler><steps>.json`` and ``.md``.
@@ -538,8 +538,9 @@ def speed_report(model, schedule, args, report) -> list[str]:
         f"{tr['ours_img_s'] / tr['course_img_s']:.2f}x faster | |",
         "",
         "Ours (eager): the module's samplers on the model as loaded. Ours (channels_last): the same on "
-        "`speed_up(model)`, eager in the channels_last layout, as the notebooks and scripts sample on a CPU "
-        "by default. Ours (fast): the same on `speed_up(model, freeze=True)` (channels_last, compiled with "
+        "`speed_up(model)`, eager in the channels_last layout, as the scripts sample on a CPU by default "
+        "(the notebooks run the model as loaded, the eager column, unless COURSE_FAST=1). "
+        "Ours (fast): the same on `speed_up(model, freeze=True)` (channels_last, compiled with "
         f"frozen weights; its first call took {compile_s:.1f} s). Training, ours: our input pipeline and "
         "`speed_up(model)` (channels_last), as `scripts/train.py` trains it.",
         f"DDIM-25 vs DDPM-500 (ours, eager): {s['ddpm500_ours'] / s['ddim25_ours']:.1f}x faster.",

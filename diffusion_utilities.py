@@ -708,15 +708,6 @@ def sample_dpm_solver_sde(
     return (x, *frames.result(x))
 
 
-#: The samplers by the names the scripts use (``--sampler``).
-SAMPLERS = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "dpm": sample_dpm_solver,
-    "dpm-sde": sample_dpm_solver_sde,
-}
-
-
 # =============================================================================
 # 4. Data
 # =============================================================================
@@ -729,13 +720,6 @@ transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """All at once: (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1], ``x / 127.5 - 1``."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def tensor_to_images(x) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] (tensor or array) -> (N, H, W, 3) uint8, values clipped to the range."""
-    x = x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
-    x = np.clip((x + 1) * 127.5, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 OUR_SPRITES = ("sprites_16x16.npy", "sprite_labels_16x16.npy")

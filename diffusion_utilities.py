@@ -52,30 +52,23 @@ CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """Pick a device: ``prefer`` if given ("cpu", "cuda", "cuda:N", "mps"), else CUDA, then Apple MPS, then CPU.
+    """``prefer`` ("cpu", "cuda", "cuda:N", "mps"); None or "auto": CUDA, then Apple MPS, then CPU.
 
-    A device this machine does not have, or a name PyTorch does not know, raises a ValueError
-    that says which devices there are.
+    A name PyTorch does not know, or a device this machine lacks, raises a ValueError saying what there is.
     """
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if prefer in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    here = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if has_mps else [])
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     try:
         device = torch.device(prefer)
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps (here: {', '.join(here)}).")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"Device {prefer!r} asked for, but PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False): "
-            "use cpu or auto."
-        )
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"Device {prefer!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s).")
-    if device.type == "mps" and not has_mps:
-        raise ValueError(f"Device {prefer!r} asked for, but Apple MPS is not available here: use cpu or auto.")
+        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps.")
+    n_gpu = torch.cuda.device_count() if cuda else 0
+    if (device.type == "cuda" and (device.index or 0) >= n_gpu) or (device.type == "mps" and not mps):
+        here = f"{n_gpu or 'no'} CUDA GPU(s) and {'' if mps else 'no '}MPS"
+        raise ValueError(f"Device {prefer!r} is not available: PyTorch sees {here} here; use cpu or auto.")
     return device
 
 

@@ -101,9 +101,7 @@ class ResidualConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = self.conv2(self.conv1(x))
-        if not self.is_res:
-            return x2
-        return (self.shortcut(x) + x2) / 1.414
+        return (self.shortcut(x) + x2) / 1.414 if self.is_res else x2
 
 
 class UnetDown(nn.Module):
@@ -124,8 +122,7 @@ class UnetDown(nn.Module):
 class UnetUp(nn.Module):
     """Concatenate the skip connection, upsample x2, two residual blocks.
 
-    (B, c1, H, W) and skip (B, c2, H, W) with c1 + c2 = in_channels -> (B, out, 2H, 2W).
-    """
+    (B, c1, H, W) and skip (B, c2, H, W), c1 + c2 = in_channels -> (B, out, 2H, 2W)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -169,10 +166,7 @@ class ContextUnet(nn.Module):
         super().__init__()
         if height % 4 != 0:
             raise ValueError(f"ContextUnet needs a height divisible by 4 (16, 20, 24, 28, ...); got {height}.")
-        self.in_channels = in_channels
-        self.n_feat = n_feat
-        self.n_cfeat = n_cfeat
-        self.h = height
+        self.in_channels, self.n_feat, self.n_cfeat, self.h = in_channels, n_feat, n_cfeat, height
 
         self.init_conv = ResidualConvBlock(in_channels, n_feat, is_res=True)
         self.down1 = UnetDown(n_feat, n_feat)
@@ -208,12 +202,9 @@ class ContextUnet(nn.Module):
         return dict(in_channels=self.in_channels, n_feat=self.n_feat, n_cfeat=self.n_cfeat, height=self.h)
 
     def _check_inputs(self, x, t, c):
-        b = x.shape[0] if x.dim() == 4 else None
-        expected = (self.in_channels, self.h, self.h)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"ContextUnet expected x of shape (B, {self.in_channels}, {self.h}, {self.h}), got {tuple(x.shape)}."
-            )
+        b, ch, h = (x.shape[0] if x.dim() == 4 else None), self.in_channels, self.h
+        if x.dim() != 4 or tuple(x.shape[1:]) != (ch, h, h):
+            raise ValueError(f"ContextUnet expected x of shape (B, {ch}, {h}, {h}), got {tuple(x.shape)}.")
         if not torch.is_tensor(t) or t.numel() not in (1, b) or t.dim() > 4:
             shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
             raise ValueError(
@@ -222,10 +213,7 @@ class ContextUnet(nn.Module):
             )
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
-            raise ValueError(
-                f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) (one weight per class) "
-                f"or None, got {shape}."
-            )
+            raise ValueError(f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) or None, got {shape}.")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, c)
@@ -268,14 +256,11 @@ def count_parameters(model: nn.Module) -> int:
 class DDPMSchedule:
     """The noise schedule and the one-step formulas of DDPM and DDIM.
 
-    ``b_t`` runs linearly from beta1 to beta2 over T + 1 points (index 0..T),
-    ``a_t = 1 - b_t`` and ``ab_t`` is the cumulative product of ``a_t``,
-    ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]``, with ``ab_t[0]`` set to 1 (as in the course;
-    so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2). Computed in float64, stored as
-    float32 on ``device``; the posterior variance ``b~_t`` sits beside them as ``b_tilde_t``.
-
-    Notation (name here -> in the papers): ``T`` -> T, ``b_t`` -> beta_t, ``a_t`` -> alpha_t,
-    ``ab_t`` -> alpha-bar_t, ``b_tilde_t`` -> beta-tilde_t.
+    ``b_t`` runs linearly from beta1 to beta2 over T + 1 points (index 0..T), ``a_t = 1 - b_t``, and
+    ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]`` (cumulative product) with ``ab_t[0]`` set to 1 (as in the
+    course; so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2); the posterior variance ``b~_t`` is
+    ``b_tilde_t``. Computed in float64, stored as float32 on ``device``. In the papers: ``b_t`` is
+    beta_t, ``a_t`` alpha_t, ``ab_t`` alpha-bar_t, ``b_tilde_t`` beta-tilde_t.
     """
 
     def __init__(self, timesteps: int = 500, beta1: float = 1e-4, beta2: float = 0.02, device="cpu"):
@@ -283,9 +268,7 @@ class DDPMSchedule:
             raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}.")
         if not 0 < beta1 <= beta2 < 1:
             raise ValueError(f"Need 0 < beta1 <= beta2 < 1, got beta1={beta1}, beta2={beta2}.")
-        self.T = int(timesteps)
-        self.beta1, self.beta2 = beta1, beta2
-        self.device = torch.device(device)
+        self.T, self.beta1, self.beta2, self.device = int(timesteps), beta1, beta2, torch.device(device)
         b = (beta2 - beta1) * torch.linspace(0, 1, self.T + 1, dtype=torch.float64) + beta1
         a = 1 - b
         ab = torch.cumprod(a, 0)
@@ -293,10 +276,7 @@ class DDPMSchedule:
         # posterior variance b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t), t >= 1
         bt = torch.zeros_like(b)
         bt[1:] = b[1:] * (1 - ab[:-1]) / (1 - ab[1:])
-        self.b_t = b.float().to(self.device)
-        self.a_t = a.float().to(self.device)
-        self.ab_t = ab.float().to(self.device)
-        self.b_tilde_t = bt.float().to(self.device)
+        self.b_t, self.a_t, self.ab_t, self.b_tilde_t = (v.float().to(self.device) for v in (b, a, ab, bt))
 
     def to(self, device) -> DDPMSchedule:
         """The same schedule with its tensors on ``device``."""
@@ -335,13 +315,11 @@ class DDPMSchedule:
         ``x_{t-1} = (x_t - pred_noise (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sigma_t z``
 
         with ``sigma_t^2 = b_t`` (the course's choice) or, with ``posterior_variance``,
-        ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z`` is standard normal noise shaped like
-        x; None draws it with torch.randn_like, zeros gives the noise-free step. ``t`` is an
-        int in 1..T (the same step for the whole batch).
-
-        ``t_prev`` < t - 1 jumps over several timesteps (DDPM on fewer steps): the same formula
-        with a_t replaced by the share of the signal kept over the jump, ``a = ab_t / ab_prev``,
-        and ``sigma^2 = 1 - a`` (or ``(1 - a) (1 - ab_prev) / (1 - ab_t)`` with ``posterior_variance``).
+        ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z``: standard normal noise shaped like x (None:
+        torch.randn_like; zeros: the noise-free step). ``t``: an int in 1..T, one step for the batch.
+        ``t_prev`` < t - 1 jumps over several timesteps (DDPM on fewer steps): a_t becomes the share of
+        the signal kept over the jump, ``a = ab_t / ab_prev``, and ``sigma^2 = 1 - a`` (or
+        ``(1 - a) (1 - ab_prev) / (1 - ab_t)`` with ``posterior_variance``).
         """
         if t_prev is None or t_prev == t - 1:
             a = self.a_t[t]
@@ -379,8 +357,7 @@ class DDPMSchedule:
         """
         if isinstance(n, bool) or int(n) != n or not 1 <= n <= self.T:
             raise ValueError(f"The number of sampling steps must be an integer from 1 to {self.T}, got {n!r}.")
-        n = int(n)
-        return [round(self.T - k * self.T / n) for k in range(n + 1)]
+        return [round(self.T - k * self.T / int(n)) for k in range(int(n) + 1)]
 
 
 # =============================================================================

@@ -25,6 +25,7 @@ context"); timesteps are integers 0..T and the network sees them as t / T in [0,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -32,7 +33,7 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -378,16 +379,11 @@ def draw_noise(shape, generator: torch.Generator | None = None, device=None) -> 
 
 
 class Frames:
-    """The states a sampler keeps for an animation, and the timestep of each.
-
-    Keeps x_T (the pure noise), then the state after every ``save_rate``-th step, and always the
-    last one (t = 0). ``save_rate`` None or 0 keeps nothing. ``result()`` gives the frames as a
-    numpy array (frames, N, C, H, W) and their timesteps as a list (T first, 0 last).
-    """
+    """The states a sampler keeps for an animation: x_T, the state after every ``save_rate``-th step and
+    the last (t = 0), with the timestep of each. ``save_rate`` None or 0 keeps nothing."""
 
     def __init__(self, x_T: torch.Tensor, t_start: int, save_rate: int | None, n_steps: int):
-        self.save_rate, self.n_steps = save_rate, n_steps
-        self.frames, self.timesteps = [], []
+        self.save_rate, self.n_steps, self.frames, self.timesteps = save_rate, n_steps, [], []
         self(0, t_start, x_T)
 
     def __call__(self, step: int, t: int, x: torch.Tensor):
@@ -397,85 +393,60 @@ class Frames:
             self.timesteps.append(int(t))
 
     def result(self, x: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        if not self.frames:
-            return np.zeros((0, *x.shape), dtype=np.float32), []
-        return np.stack(self.frames), self.timesteps
+        """The frames as a numpy array (frames, N, C, H, W) and their timesteps (T first, 0 last)."""
+        return (np.stack(self.frames), self.timesteps) if self.frames else (np.zeros((0, *x.shape), np.float32), [])
 
 
-class _EvalMode:
+@contextlib.contextmanager
+def _eval_mode(model):
     """Run a block with the model in eval mode and no autograd, restoring its mode after."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-        self.grad = torch.inference_mode()
-        self.grad.__enter__()
-
-    def __exit__(self, *exc):
-        self.grad.__exit__(*exc)
-        self.model.train(self.was_training)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
-    """What every sampler checks and prepares before its loop.
+    """A sampler's checks and set-up: (x_T, the context input, the schedule on the model's device, t/T for t = 0..T).
 
-    Returns (x_T, the model's context input, the schedule on the model's device, the times t/T
-    for t = 0..T). With guidance the context input is (2N, n_cfeat): the contexts, then zeros.
+    With guidance the context input is (2N, n_cfeat): the contexts, then zeros.
     """
     if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
         raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
-    n_sample = int(n_sample)
     if not math.isfinite(guide_w) or guide_w < 0:
         raise ValueError(f"guide_w must be a number >= 0 (0 = no guidance), got {guide_w!r}.")
     if guide_w > 0 and context is None:
         raise ValueError("Classifier-free guidance (guide_w > 0) needs a context to guide towards.")
-    device = next(model.parameters()).device
-    n_cfeat = getattr(model, "n_cfeat", None)
+    n, n_cfeat, weight = int(n_sample), getattr(model, "n_cfeat", None), next(model.parameters())
     c = None
     if context is not None:
         c = torch.as_tensor(context, dtype=torch.float32)
         if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
-            c = c.expand(n_sample, n_cfeat)  # one mix for every sprite
-        if c.dim() != 2 or c.shape[0] != n_sample or (n_cfeat is not None and c.shape[1] != n_cfeat):
+            c = c.expand(n, n_cfeat)  # one mix for every sprite
+        if c.dim() != 2 or c.shape[0] != n or (n_cfeat is not None and c.shape[1] != n_cfeat):
             raise ValueError(
-                f"context must have shape ({n_sample}, {n_cfeat}) (one row of {n_cfeat} class weights per "
+                f"context must have shape ({n}, {n_cfeat}) (one row of {n_cfeat} class weights per "
                 f"sprite) or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
             )
-        c = c.to(device)
+        c = c.to(weight.device)
         if guide_w > 0:
             c = torch.cat([c, torch.zeros_like(c)])
-    shape = (n_sample, model.in_channels, model.h, model.h)
-    if x_T is None:
-        x = draw_noise(shape, generator, device)
-    elif tuple(x_T.shape) != shape:
+    shape = (n, model.in_channels, model.h, model.h)
+    if x_T is not None and tuple(x_T.shape) != shape:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
-    else:
-        x = x_T.to(device=device, dtype=torch.float32).clone()
-    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+    x = draw_noise(shape, generator, weight.device) if x_T is None else x_T.to(weight.device, torch.float32).clone()
+    if weight.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)  # follow the model's memory layout
-    sched = schedule if schedule.device == device else schedule.to(device)
-    times = torch.arange(schedule.T + 1, device=device, dtype=torch.float32) / schedule.T
-    return x, c, sched, times
+    sched = schedule if schedule.device == weight.device else schedule.to(weight.device)
+    return x, c, sched, torch.arange(schedule.T + 1, device=weight.device, dtype=torch.float32) / schedule.T
 
 
-def sample_ddpm(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int | None = None,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    posterior_variance: bool = False,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 20,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_ddpm(model, schedule: DDPMSchedule, n_sample: int, steps: int | None = None, context=None, *,
+                guide_w=0.0, posterior_variance=False, generator=None, x_T=None, save_rate=20, callback=None,
+                progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDPM (Ho et al. 2020), from pure noise x_T ~ N(0, I) to x_0.
 
     Each step is ``schedule.denoise_add_noise`` with fresh noise z from ``generator`` (none at
@@ -493,7 +464,7 @@ def sample_ddpm(
     x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DDPM", disable=not progress, leave=False):
             t, t_prev = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[t], c)  # the network's noise estimate
@@ -507,21 +478,8 @@ def sample_ddpm(
     return (x, *frames.result(x))
 
 
-def sample_ddim(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 20,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_ddim(model, schedule: DDPMSchedule, n_sample: int, steps: int = 20, context=None, *,
+                guide_w=0.0, eta=0.0, generator=None, x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDIM (Song et al. 2021) in ``steps`` jumps of about T/steps timesteps.
 
     Each step is ``schedule.denoise_ddim``: predict the clean sprite
@@ -535,7 +493,7 @@ def sample_ddim(
     x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DDIM", disable=not progress, leave=False):
             t, t_prev = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[t], c)
@@ -563,21 +521,9 @@ def dpm_solver_coefficients(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch
     return alpha, sigma, torch.log(alpha) - torch.log(sigma)
 
 
-def sample_dpm_solver(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 15,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    order: int = 2,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_dpm_solver(model, schedule: DDPMSchedule, n_sample: int, steps: int = 15, context=None, *,
+                      guide_w=0.0, order=2, generator=None, x_T=None, save_rate=1, callback=None,
+                      progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022), the ODE form, in ``steps`` steps.
 
     With the data prediction ``x0 = (x_s - sigma_s eps) / alpha_s`` (``dpm_solver_coefficients``),
@@ -598,7 +544,7 @@ def sample_dpm_solver(
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     x0_prev, h_prev = None, None
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DPM-Solver++", disable=not progress, leave=False):
             s, t = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[s], c)
@@ -619,21 +565,9 @@ def sample_dpm_solver(
     return (x, *frames.result(x))
 
 
-def sample_dpm_solver_sde(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 20,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    order: int = 2,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_dpm_solver_sde(model, schedule: DDPMSchedule, n_sample: int, steps: int = 20, context=None, *,
+                          guide_w=0.0, order=2, generator=None, x_T=None, save_rate=1, callback=None,
+                          progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with SDE-DPM-Solver++(2M) (Lu et al. 2022): the reverse SDE, not the ODE.
 
     With D as in ``sample_dpm_solver`` and fresh noise z from ``generator`` at every step but the last,
@@ -652,7 +586,7 @@ def sample_dpm_solver_sde(
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     x0_prev, h_prev = None, None
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="SDE-DPM-Solver++", disable=not progress, leave=False):
             s, t = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[s], c)

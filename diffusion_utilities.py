@@ -631,11 +631,8 @@ COURSE_SPRITES = ("sprites_1788_16x16.npy", "sprite_labels_nc_1788_16x16.npy")
 
 
 def sprite_files(data_dir=None) -> tuple[Path, Path]:
-    """(images, labels) paths in ``data_dir`` (default: the repo's data/).
-
-    The original course's files, when both are there, win over the OpenMoji set built by
-    ``make data``. Raises FileNotFoundError saying how to build the data when neither is.
-    """
+    """(images, labels) paths in ``data_dir`` (default: the repo's data/); the original course's files,
+    when both are there, win over the OpenMoji set ``make data`` builds (FileNotFoundError if neither is)."""
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
     for pair in (COURSE_SPRITES, OUR_SPRITES):
         paths = (data_dir / pair[0], data_dir / pair[1])
@@ -651,17 +648,13 @@ def sprite_files(data_dir=None) -> tuple[Path, Path]:
 def load_sprites(sfilename, lfilename) -> tuple[np.ndarray, np.ndarray]:
     """Load and check a sprite set: images (N, H, W, 3) uint8 and labels (N, n_cfeat) float.
 
-    Raises FileNotFoundError naming a missing file and ValueError naming the file and
-    what was expected for a wrong rank, size, dtype or count.
+    A missing file: FileNotFoundError; a wrong rank, size, dtype or count: ValueError naming the file.
     """
     sfilename, lfilename = Path(sfilename), Path(lfilename)
     arrays = []
     for path in (sfilename, lfilename):
         if not path.exists():
-            raise FileNotFoundError(
-                f"Sprite file not found: {path}. Build the sprite set with `make data` "
-                "(or `python scripts/build_sprites.py`)."
-            )
+            raise FileNotFoundError(f"Sprite file not found: {path}. Build the sprites with `make data`.")
         try:
             arrays.append(np.load(path, allow_pickle=False))
         except (ValueError, OSError) as err:
@@ -674,24 +667,18 @@ def load_sprites(sfilename, lfilename) -> tuple[np.ndarray, np.ndarray]:
     if images.dtype != np.uint8:
         raise ValueError(f"{sfilename}: expected uint8 pixels (0..255), got dtype {images.dtype}.")
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.floating):
-        raise ValueError(
-            f"{lfilename}: expected float labels of shape (N, n_cfeat), got {labels.dtype} {labels.shape}."
-        )
+        raise ValueError(f"{lfilename}: expected float labels (N, n_cfeat), got {labels.dtype} {labels.shape}.")
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{lfilename} has {labels.shape[0]} labels but {sfilename} has {images.shape[0]} images; "
-            "they must match one to one."
-        )
+        raise ValueError(f"{lfilename} has {labels.shape[0]} labels but {sfilename} has {images.shape[0]} images.")
     return images, labels
 
 
 class CustomDataset(torch.utils.data.Dataset):
     """The sprite set as a Dataset of (image (3, H, W) in [-1, 1], context (n_cfeat,)) pairs.
 
-    ``sfilename``: images (N, H, W, 3) uint8; ``lfilename``: labels (N, n_cfeat) float.
-    With ``null_context`` every context is zeros (the unconditional model). With the
-    module's own ``transform`` the whole set is converted once, up front, into
-    ``self.images``; any other transform is applied per item, as torchvision does.
+    ``sfilename``: images (N, H, W, 3) uint8; ``lfilename``: labels (N, n_cfeat) float. With ``null_context``
+    every context is zeros (the unconditional model). The module's own ``transform`` converts the whole
+    set once, into ``self.images``; any other transform is applied per item, as torchvision does.
     """
 
     def __init__(self, sfilename, lfilename, transform=transform, null_context: bool = False):
@@ -729,10 +716,9 @@ def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, gene
     t ~ U{1..T} and one noise eps ~ N(0, I) per image (drawn in that order from ``generator``,
     on its device), ``x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) eps``.
     """
-    device = x0.device
-    gen_device = generator.device if generator is not None else device
-    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(device)
-    noise = draw_noise(x0.shape, generator, device)
+    gen_device = generator.device if generator is not None else x0.device
+    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(x0.device)
+    noise = draw_noise(x0.shape, generator, x0.device)
     x_t = schedule._perturb(x0, t, noise)  # t is drawn in 1..T above, so no range check is needed
     pred = model(x_t, t.float() / schedule.T, c)
     return F.mse_loss(pred, noise)
@@ -758,18 +744,14 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         if not 0 <= decay < 1:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}.")
-        self.decay = decay
-        self.updates = 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module):
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        ema_p = list(self.model.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - d)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -785,12 +767,11 @@ class EMA:
 class TrainState:
     """Everything the training loop changes, so that a run can stop and continue exactly.
 
-    ``step`` counts the optimiser steps taken; the place in the data follows from it (epoch
-    ``step // steps_per_epoch``, batch ``step % steps_per_epoch``), and ``perm`` is the
-    current epoch's order of the images. ``generator`` draws all the randomness (order,
-    context dropout, t, noise); ``order``, when set, draws the order instead. ``shard = (r, n)``: this
-    process trains on every n-th image of each batch from the r-th (data-parallel runs; (0, 1): all).
-    ``loss`` is the last step's loss, a 0-dim tensor on the device (``.item()`` it for the number).
+    ``step``: optimiser steps taken (epoch ``step // steps_per_epoch``, batch ``step % steps_per_epoch``);
+    ``perm``: this epoch's order of the images. ``generator`` draws all the randomness (order, context
+    dropout, t, noise); ``order``, when set, draws the order instead. ``shard = (r, n)``: this process
+    trains on every n-th image of each batch from the r-th (data-parallel runs; (0, 1): all).
+    ``loss``: the last step's loss, a 0-dim tensor on the device.
     """
 
     model: nn.Module
@@ -864,11 +845,9 @@ def _check_training_data(state: TrainState, model, images, labels, batch_size):
     if int(batch_size) < 1:
         raise ValueError(f"train: batch_size must be >= 1, got {batch_size}.")
     batch_size = min(int(batch_size), len(images))
-    if state.step % (len(images) // batch_size) and (state.perm is None or len(state.perm) != len(images)):
-        raise ValueError(
-            f"train: the state stopped inside an epoch of another data set (its order covers "
-            f"{0 if state.perm is None else len(state.perm)} images, these are {len(images)}); resume on the same data."
-        )
+    n = 0 if state.perm is None else len(state.perm)
+    if state.step % (len(images) // batch_size) and n != len(images):
+        raise ValueError(f"train: the state stopped mid-epoch on another data set ({n} images, not {len(images)}).")
     device = next(model.parameters()).device
     return images.to(device), (labels.to(device) if labels is not None else None), batch_size
 

@@ -31,6 +31,7 @@ import dataclasses
 import math
 import os
 import pickle
+import pickletools
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -882,52 +883,26 @@ def save_model(model: nn.Module, path) -> Path:
     return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
-def _missing_file_message(path: Path, what: str) -> str:
-    """Why ``path`` is not there, and the one fix that fits: restore, fix the path, or train."""
-    full = path.resolve()
-    if full.parent == WEIGHTS_DIR.resolve():
-        return (
-            f"No {what} at {path}. The course's trained weights ship in weights/ "
-            "(restore them with `git checkout -- weights/`), or train your own with "
-            "`python scripts/train.py --help`."
-        )
-    where = f" ({full})" if not path.is_absolute() else ""
-    hint = ""
-    if not path.is_absolute() and (REPO_ROOT / path).exists():
-        hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
-    return (
-        f"No {what} at {path}{where}.{hint} Check the path; the course's own weights are in {WEIGHTS_DIR}/, "
-        "or train your own with `python scripts/train.py --help`."
-    )
-
-
 def _not_torch_file(path: Path) -> str | None:
-    """What ``path`` looks like when it cannot be a file written by ``torch.save``; None if it might be."""
+    """What ``path`` is when ``torch.save`` cannot have written it (a zip with data.pkl, or a pickle); else None."""
     with open(path, "rb") as f:
         head = f.read(64)
-    if head.startswith(b"PK"):  # a zip archive, torch.save's format (a truncated one is left to torch.load)
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                if not any(name.endswith("data.pkl") for name in z.namelist()):
-                    return "a zip archive without PyTorch's data.pkl (a .npz of NumPy arrays?)"
+    if head.startswith(b"PK") and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if not any(name.endswith("data.pkl") for name in z.namelist()):
+                return "a zip archive without PyTorch's data.pkl (a .npz of NumPy arrays?)"
+    if head.startswith((b"PK", b"\x80")):  # a zip (a truncated one is torch.load's to judge) or a pickle
         return None
-    if head.startswith(b"\x80"):
-        return None  # a pickle: torch.save's legacy format, checked by the safe loader
     if head.startswith(b"\x93NUMPY"):
         return "a NumPy array file (.npy)"
-    if not head:
-        return "an empty file"
     try:
-        head.decode("utf-8")
-        return "a text file"
+        return "a text file" if head.decode("utf-8") else "an empty file"
     except UnicodeDecodeError:
         return "neither a zip archive nor a pickle"
 
 
 def _pickled_callables(path: Path) -> list[str]:
     """The non-torch callables a pickle names (``module.name``), read with pickletools: nothing runs."""
-    import pickletools
-
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
@@ -944,69 +919,64 @@ def _pickled_callables(path: Path) -> list[str]:
     return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
 
 
-def _safe_torch_load(path, what: str = "weights file"):
-    """``torch.load(path, weights_only=True)`` with one-line errors: missing, not a PyTorch file, holds code."""
+def _safe_torch_load(path):
+    """``torch.load(path, weights_only=True)``; one-line errors: missing, not PyTorch's, holds code, corrupt."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(_missing_file_message(path, what))
+    if not path.exists():  # say how to get it: restore the course's weights, fix the path, or train
+        train = "or train your own with `python scripts/train.py --help`."
+        if path.resolve().parent == WEIGHTS_DIR.resolve():
+            fix = "The course's trained weights ship in weights/ (restore them with `git checkout -- weights/`),"
+            raise FileNotFoundError(f"No weights file at {path}. {fix} {train}")
+        where, hint = "" if path.is_absolute() else f" ({path.resolve()})", ""
+        if not path.is_absolute() and (REPO_ROOT / path).exists():
+            hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
+        fix = f"Check the path; the course's own weights are in {WEIGHTS_DIR}/,"
+        raise FileNotFoundError(f"No weights file at {path}{where}.{hint} {fix} {train}")
     kind = _not_torch_file(path)
     if kind is not None:
-        raise ValueError(f"{path} is not a PyTorch {what}: it is {kind}. Pass a .pth saved by the course.")
+        raise ValueError(f"{path} is not a PyTorch weights file: it is {kind}. Pass a .pth saved by the course.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's message advises weights_only=False: an unsafe load the course never suggests.
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: an unsafe load we never suggest
         try:
-            called = _pickled_callables(path)
+            called = ", ".join(_pickled_callables(path)[:3])
         except Exception:  # a damaged pickle: say what we know
-            called = []
-        detail = f" (it would call {', '.join(called[:3])})" if called else ""
-        raise ValueError(
-            f"{path} holds Python objects besides tensors{detail} and was refused: unpickling them could run "
-            "code. Save weights as a plain state dict: torch.save(model.state_dict(), path)."
-        ) from None
+            called = ""
+        detail = f" (it would call {called})" if called else ""
+        refused = "and was refused: unpickling them could run code"
+        fix = "Save a plain state dict: torch.save(model.state_dict(), path)."
+        raise ValueError(f"{path} holds Python objects besides tensors{detail} {refused}. {fix}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable PyTorch {what} (corrupt or truncated?): {first}") from None
+        raise ValueError(f"{path} is not a readable PyTorch weights file (corrupt or truncated?): {first}") from None
 
 
 def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
     """Load weights into ``model`` (default: a new ContextUnet(3, 64, 5, 16)); return it in eval mode.
 
-    ``path`` is a state dict saved by ``save_model`` (a training ``checkpoint.pt`` works too:
-    its EMA weights are used). Loading is safe (``weights_only=True``: a file can never
-    run code). A missing file raises FileNotFoundError saying where weights come from; a
-    corrupt file or one from a different architecture raises ValueError naming the file
-    and the sizes that differ.
+    ``path``: a state dict saved by ``save_model`` (or a training ``checkpoint.pt``: its EMA weights).
+    Loading is safe (``weights_only=True``: a file can never run code). A missing file raises
+    FileNotFoundError saying where weights come from; a corrupt file or one from a different
+    architecture raises ValueError naming the file and the sizes that differ.
     """
     state = _safe_torch_load(path)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         state = state["ema"]["model"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{path} is not a state dict (a mapping of parameter names to tensors).")
-    if model is None:
-        model = course_model()
+    model = course_model() if model is None else model
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
+    differ = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    if missing or unexpected or shapes:
+    missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
+    problems = (("sizes differ", differ, "; "), ("missing", missing, ", "), ("unexpected", unexpected, ", "))
+    parts = [f"{len(v)} {what} ({sep.join(v[:3])}{sep + '...' if v[3:] else ''})" for what, v, sep in problems if v]
+    if parts:
         cfg = model.config() if hasattr(model, "config") else type(model).__name__
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} sizes differ ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''})")
-        if missing:
-            parts.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
-        if unexpected:
-            more = ", ..." if len(unexpected) > 3 else ""
-            parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{more})")
-        raise ValueError(
-            f"{path} was saved from a different architecture than the model {cfg}: " + "; ".join(parts) + "."
-        )
+        raise ValueError(f"{path} was saved from a different architecture than the model {cfg}: {'; '.join(parts)}.")
     model.load_state_dict(state)
     if device is not None:
         model.to(get_device(device))

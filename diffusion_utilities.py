@@ -34,7 +34,6 @@ import pickle
 import pickletools
 import tempfile
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -989,40 +988,30 @@ def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
 
 
 def unorm(x: np.ndarray) -> np.ndarray:
-    """Stretch one image (H, W, C) to [0, 1]: ``(x - min) / (max - min)`` over all its pixels.
+    """Stretch one image (H, W, C) to [0, 1], ``(x - min) / (max - min)`` over all its pixels.
 
-    One min and max per image (not per channel, which would shift the colours), so a
-    noisy intermediate frame stays visible whatever its range.
+    One min and max per image (per channel would shift the colours): a noisy frame stays visible.
     """
     lo, hi = x.min(), x.max()
     return (x - lo) / max(hi - lo, 1e-8)
 
 
 def norm_all(store: np.ndarray, n_t: int | None = None, n_s: int | None = None) -> np.ndarray:
-    """``unorm`` applied to every image of an array (..., H, W, C).
-
-    (``n_t``, ``n_s``: the original course's frame and sprite counts; the shape already says them.)
-    """
+    """``unorm`` on every image of an array (..., H, W, C). (``n_t``, ``n_s``: the original course's counts.)"""
     flat = store.reshape(-1, *store.shape[-3:])
-    lo = flat.min(axis=(1, 2, 3), keepdims=True)
-    hi = flat.max(axis=(1, 2, 3), keepdims=True)
+    lo, hi = flat.min(axis=(1, 2, 3), keepdims=True), flat.max(axis=(1, 2, 3), keepdims=True)
     return ((flat - lo) / np.maximum(hi - lo, 1e-8)).reshape(store.shape)
 
 
 def _as_hwc(images) -> np.ndarray:
-    """(N, C, H, W) tensor/array or (N, H, W, C) array -> float (N, H, W, C)."""
-    if torch.is_tensor(images):
-        images = images.detach().float().cpu().numpy()
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4:
-        raise ValueError(f"Expected images of shape (N, C, H, W) or (N, H, W, C), got {images.shape}.")
-    if images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
-        images = images.transpose(0, 2, 3, 1)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
+    """(N, C, H, W) tensor/array, (N, H, W, C) array, or one image -> float32 (N, H, W, C); uint8 / 255."""
+    x = images.detach().float().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4:
+        raise ValueError(f"Expected images of shape (N, C, H, W) or (N, H, W, C), got {x.shape}.")
+    if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def sprite_grid(images, nrow: int | None = None, normalize: str = "clip", pad: int = 1) -> np.ndarray:
@@ -1034,21 +1023,15 @@ def sprite_grid(images, nrow: int | None = None, normalize: str = "clip", pad: i
     """
     uint8_in = not torch.is_tensor(images) and np.asarray(images).dtype == np.uint8
     x = _as_hwc(images)
-    if uint8_in:
-        pass
-    elif normalize == "minmax":
-        x = norm_all(x)
-    elif normalize == "clip":
-        x = np.clip((x + 1) / 2, 0, 1)
-    else:
+    if not uint8_in and normalize not in ("clip", "minmax"):
         raise ValueError(f"normalize must be 'clip' or 'minmax', got {normalize!r}.")
+    if not uint8_in:
+        x = norm_all(x) if normalize == "minmax" else np.clip((x + 1) / 2, 0, 1)
     n, h, w, ch = x.shape
     ncol = nrow or math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncol)
-    grid = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, ch), dtype=np.float32)
+    grid = np.ones((math.ceil(n / ncol) * (h + pad) + pad, ncol * (w + pad) + pad, ch), dtype=np.float32)
     for i in range(n):
-        r, cidx = divmod(i, ncol)
-        y0, x0 = pad + r * (h + pad), pad + cidx * (w + pad)
+        y0, x0 = pad + (i // ncol) * (h + pad), pad + (i % ncol) * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = x[i]
     return grid
 
@@ -1072,8 +1055,7 @@ def save_grid(images, path, nrow: int = 8, normalize: str = "clip", upscale: int
     """Write a PNG grid of sprites (nearest-neighbour upscaled ``upscale`` times)."""
     from PIL import Image
 
-    grid = sprite_grid(images, nrow=nrow, normalize=normalize)
-    img = Image.fromarray((grid * 255).round().astype(np.uint8))
+    img = Image.fromarray((sprite_grid(images, nrow=nrow, normalize=normalize) * 255).round().astype(np.uint8))
     img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1081,32 +1063,18 @@ def save_grid(images, path, nrow: int = 8, normalize: str = "clip", upscale: int
     return path
 
 
-def plot_sample(
-    x_gen_store: np.ndarray,
-    n_sample: int | None = None,
-    nrows: int = 4,
-    save_dir=None,
-    fn: str = "animation",
-    w=None,
-    save: bool = False,
-    *,
-    timesteps: Sequence[int] | None = None,
-    fixed_range: bool = False,
-    width: float = 3.0,
-    interval: int = 100,
-    titles: Sequence[str] | None = None,
-):
+def plot_sample(x_gen_store, n_sample=None, nrows=4, save_dir=None, fn="animation", w=None, save=False, *,
+                timesteps=None, fixed_range=False, width=3.0, interval=100, titles=None):  # fmt: skip
     """An animation of the denoising: one grid of sprites per kept frame.
 
-    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns; ``n_sample``
-    sprites of it (default all) in ``nrows`` rows. Each frame is stretched per image with
-    ``unorm`` so that noisy frames stay visible; ``fixed_range=True`` instead shows every frame
-    on the one range [-1, 1] (clipped), so a loss of contrast shows as it is. ``timesteps``
-    (the sampler's third return value) labels each frame "t = 240"; ``titles`` replaces the
-    labels. Returns a matplotlib FuncAnimation: show it in a notebook with
-    ``HTML(ani.to_jshtml())``. With ``save`` it is also written to ``save_dir/{fn}.gif``, or
-    ``{fn}_w{w}.gif`` when a label ``w`` is given (the original course's arguments, in its order).
-    ``width``: inches per row of sprites.
+    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns; ``n_sample`` sprites of
+    it (default all) in ``nrows`` rows. Each frame is stretched per image with ``unorm`` so that noisy
+    frames stay visible; ``fixed_range=True`` shows every frame on the one range [-1, 1] (clipped), so
+    a loss of contrast shows as it is. ``timesteps`` (the sampler's third return value) labels each
+    frame "t = 240"; ``titles`` replaces the labels. ``width``: inches per row of sprites. Returns a
+    matplotlib FuncAnimation (in a notebook: ``HTML(ani.to_jshtml())``). With ``save`` it is also
+    written to ``save_dir/{fn}.gif``, or ``{fn}_w{w}.gif`` for a label ``w`` (the original course's
+    arguments, in its order).
     """
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -1122,10 +1090,9 @@ def plot_sample(
     if titles is None and timesteps is not None:
         titles = [f"t = {t}" for t in timesteps]
     n_sample = n_sample or store.shape[1]
-    store = store[:, :n_sample]
     ncols = math.ceil(n_sample / nrows)
     normalize = "clip" if fixed_range else "minmax"
-    grids = [sprite_grid(frame, nrow=ncols, normalize=normalize) for frame in store]
+    grids = [sprite_grid(frame, nrow=ncols, normalize=normalize) for frame in store[:, :n_sample]]
     aspect = grids[0].shape[0] / grids[0].shape[1]
     fig, ax = plt.subplots(figsize=(width * ncols / nrows + 0.5, width * aspect * ncols / nrows + 0.5))
     ax.set_axis_off()
@@ -1152,9 +1119,9 @@ def plot_sample(
 # 8. Explorers: the functions behind the notebooks' widgets
 # =============================================================================
 #
-# Each function draws one picture from its arguments and returns a matplotlib Figure made
-# without pyplot: nothing is shown until a notebook displays it (or hands it to an
-# ipywidgets ``interact``), and a test can call it directly and count its axes.
+# Each draws one picture from its arguments and returns a matplotlib Figure made without pyplot:
+# nothing shows until a notebook displays it (or an ipywidgets ``interact`` does), and a test can
+# call it and count its axes.
 
 
 def _explorer_figure(width: float, height: float):
@@ -1165,17 +1132,16 @@ def _explorer_figure(width: float, height: float):
 
 
 def _check_timestep(t, T: int) -> int:
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer, float, np.floating)) or int(t) != t:
-        raise ValueError(f"t must be an integer timestep from 0 to {T}, got {t!r}.")
-    if not 0 <= int(t) <= T:
-        raise ValueError(f"t must lie in 0..{T} (0 = the clean sprite, {T} = pure noise), got {t}.")
+    number = isinstance(t, (int, np.integer, float, np.floating)) and not isinstance(t, bool)
+    if not number or int(t) != t or not 0 <= t <= T:
+        raise ValueError(f"t must be an integer timestep from 0 (the clean sprite) to {T} (pure noise), got {t!r}.")
     return int(t)
 
 
-def _context_vector(weights, n_cfeat: int) -> torch.Tensor:
-    """A context mix as an (n_cfeat,) tensor, from a sequence or a {class name: weight} dict."""
+def _context_vector(weights, n_cfeat: int) -> tuple[torch.Tensor, str]:
+    """A context mix, a sequence or a {class name: weight} dict -> (an (n_cfeat,) tensor, 'hero 1 + food 0.6')."""
+    names = list(CLASSES) if n_cfeat == len(CLASSES) else [f"c{i}" for i in range(n_cfeat)]
     if isinstance(weights, dict):
-        names = list(CLASSES) if n_cfeat == len(CLASSES) else [f"c{i}" for i in range(n_cfeat)]
         unknown = [k for k in weights if k not in names]
         if unknown:
             raise ValueError(f"Unknown context class(es) {unknown}; the classes are {names}.")
@@ -1185,23 +1151,16 @@ def _context_vector(weights, n_cfeat: int) -> torch.Tensor:
         raise ValueError(f"A context mix needs {n_cfeat} weights (one per class), got shape {tuple(c.shape)}.")
     if not torch.isfinite(c).all():
         raise ValueError(f"Context weights must be finite numbers, got {c.tolist()}.")
-    return c
-
-
-def _describe_mix(c: torch.Tensor) -> str:
-    """'hero 1 + food 0.6' for a context vector; 'no context' for zeros."""
-    names = CLASSES if len(c) == len(CLASSES) else [f"c{i}" for i in range(len(c))]
-    parts = [f"{name} {w:g}" for name, w in zip(names, c.tolist(), strict=True) if w != 0]
-    return " + ".join(parts) if parts else "no context"
+    mix = " + ".join(f"{name} {w:g}" for name, w in zip(names, c.tolist(), strict=True) if w != 0)
+    return c, mix or "no context"
 
 
 def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: float = 0.6, columns: int = 1):
     """Sprites in labelled rows (one row per epoch, class, mix, step count...): a Figure, one axis per row.
 
-    rows: a dict {label: images} or a list of (label, images) pairs, images (N, C, H, W) in
-    [-1, 1] as for ``show_images``. ``nrow`` sprites per line (default: each row on one line);
-    ``size``: inches per sprite; ``title`` goes above all rows; ``columns`` > 1 lays the rows
-    out side by side, filling each line of panels from left to right.
+    rows: a dict {label: images} or a list of (label, images) pairs, images (N, C, H, W) in [-1, 1]
+    as for ``show_images``. ``nrow`` sprites per line (default: each row on one line); ``size``: inches
+    per sprite; ``title`` goes above all rows; ``columns`` > 1 lays the rows out side by side.
     """
     items = list(rows.items()) if isinstance(rows, dict) else list(rows)
     if not items:
@@ -1227,17 +1186,15 @@ def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: f
 
 
 def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
-    """Lesson 1's explorer: one sprite noised to step t by the forward process, beside the schedule.
+    """Lesson 1's explorer: one sprite noised to step t, ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise``.
 
-    ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise``, computed by ``schedule.perturb_input``.
-    image: one sprite (3, H, W) or (1, 3, H, W) in [-1, 1]; t: an integer in 0..T; noise: shaped
-    like the image (default: one fixed draw, seed 0, so that moving t shows the same noise
-    growing). Returns a Figure with three axes: x_0, x_t (clipped to [-1, 1] for display) and
+    image: one sprite (3, H, W) or (1, 3, H, W) in [-1, 1]; t: an integer in 0..T; noise: shaped like
+    the image (default: one fixed draw, seed 0, so that moving t shows the same noise growing).
+    Returns a Figure with three axes: x_0, x_t (``schedule.perturb_input``, clipped to [-1, 1]) and
     the curves ab_t and 1 - ab_t over t with a marker at t.
     """
     x0 = torch.as_tensor(image).detach().float().cpu()
-    if x0.dim() == 3:
-        x0 = x0[None]
+    x0 = x0[None] if x0.dim() == 3 else x0
     if x0.dim() != 4 or x0.shape[0] != 1:
         raise ValueError(f"show_forward_process takes one sprite (3, H, W) or (1, 3, H, W), got {tuple(x0.shape)}.")
     t = _check_timestep(t, schedule.T)
@@ -1260,9 +1217,7 @@ def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
     ax2.plot(steps, 1 - ab, label=r"$1-\bar\alpha_t$: share of the noise")
     ax2.axvline(t, color="0.6", lw=1)
     ax2.plot([t], [ab[t]], "o", color="C0")
-    ax2.set_xlim(0, schedule.T)
-    ax2.set_ylim(-0.03, 1.03)
-    ax2.set_xlabel("timestep t")
+    ax2.set(xlim=(0, schedule.T), ylim=(-0.03, 1.03), xlabel="timestep t")
     signal, spread = math.sqrt(ab[t]), math.sqrt(1 - ab[t])
     title = rf"t = {t}:  $\sqrt{{\bar\alpha_t}}$ = {signal:.3f},  $\sqrt{{1-\bar\alpha_t}}$ = {spread:.3f}"
     ax2.set_title(title, fontsize=10)
@@ -1270,79 +1225,45 @@ def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
     return fig
 
 
-def context_grid(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    weights,
-    guide_w: float = 0.0,
-    n_sample: int = 16,
-    steps: int = 25,
-    seed: int = 0,
-    nrow: int = 8,
-    progress: bool = False,
-):
+def context_grid(model, schedule: DDPMSchedule, weights, guide_w=0.0, n_sample=16, steps=25, seed=0, nrow=8,
+                 progress=False):  # fmt: skip
     """Lesson 3's explorer: a grid of DDIM samples for one context mix and guidance weight.
 
-    weights: one weight per class, as a sequence of n_cfeat numbers or a dict
-    {class name: weight} (missing classes are 0), e.g. {"hero": 1, "food": 0.6}; all zeros
-    means no context. guide_w: the classifier-free guidance weight w >= 0 in
-    ``eps = (1 + w) eps(x, c) - w eps(x, 0)``. The starting noise comes from ``seed``, so
-    the same seed with another mix shows the same sprites changing. Returns a Figure with
-    one axis holding the grid (``nrow`` sprites per row).
+    weights: one weight per class, a sequence of n_cfeat numbers or a dict {class name: weight}
+    (missing classes are 0), e.g. {"hero": 1, "food": 0.6}; all zeros means no context. guide_w: the
+    classifier-free guidance weight w >= 0 in ``eps = (1 + w) eps(x, c) - w eps(x, 0)``. The starting
+    noise comes from ``seed``, so the same seed with another mix shows the same sprites changing.
+    Returns a Figure with one axis holding the grid (``nrow`` sprites per row).
     """
-    c = _context_vector(weights, model.n_cfeat)
-    x, _, _ = sample_ddim(
-        model,
-        schedule,
-        n_sample,
-        steps,
-        context=c,
-        save_rate=None,
-        guide_w=guide_w,
-        generator=torch.Generator().manual_seed(seed),
-        progress=progress,
-    )
+    c, mix = _context_vector(weights, model.n_cfeat)
+    gen = torch.Generator().manual_seed(seed)
+    x, _, _ = sample_ddim(model, schedule, n_sample, steps, context=c, save_rate=None, guide_w=guide_w,
+                          generator=gen, progress=progress)  # fmt: skip
     ncol = min(nrow, n_sample)
-    nrows = math.ceil(n_sample / ncol)
-    fig = _explorer_figure(max(3.0, 0.6 * ncol + 0.4), 0.6 * nrows + 0.6)
-    title = f"{_describe_mix(c)}  ·  guidance w = {guide_w:g}  ·  DDIM {steps} steps"
+    fig = _explorer_figure(max(3.0, 0.6 * ncol + 0.4), 0.6 * math.ceil(n_sample / ncol) + 0.6)
+    title = f"{mix}  ·  guidance w = {guide_w:g}  ·  DDIM {steps} steps"
     show_images(x, nrow=ncol, ax=fig.add_subplot(), title=title)
     return fig
 
 
-def compare_steps(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    steps: int,
-    x_T: torch.Tensor,
-    context=None,
-    reference: torch.Tensor | None = None,
-    *,
-    guide_w: float = 0.0,
-    reference_label: str = "DDPM, 500 steps",
-    nrow: int | None = None,
-    progress: bool = False,
-):
+def compare_steps(model, schedule: DDPMSchedule, steps: int, x_T: torch.Tensor, context=None, reference=None, *,
+                  guide_w=0.0, reference_label="DDPM, 500 steps", nrow=None, progress=False):  # fmt: skip
     """Lesson 4's explorer: DDIM and DPM-Solver++ with ``steps`` steps from the same noise x_T.
 
-    x_T: (N, C, H, W) starting noise; context: None, one (n_cfeat,) mix or (N, n_cfeat).
-    reference: optional (N, C, H, W) sprites drawn once from the same x_T (the lesson passes
-    its DDPM-500 samples), shown in the top row under ``reference_label``. Returns a Figure
-    with one axis per row: the reference (if given), DDIM, DPM-Solver++(2M). The DPM row's
-    title gives the mean absolute pixel difference to the DDIM row: both solve the same
-    deterministic equation, so the gap shrinks as the steps grow.
+    x_T: (N, C, H, W) starting noise; context: None, one (n_cfeat,) mix or (N, n_cfeat). reference:
+    optional (N, C, H, W) sprites from the same x_T (the lesson passes its DDPM-500 samples), the
+    top row, under ``reference_label``. Returns a Figure with one axis per row: the reference (if
+    given), DDIM, DPM-Solver++(2M). The DPM row's title gives the mean absolute pixel difference to
+    the DDIM row: both solve the same deterministic equation, so the gap shrinks as the steps grow.
     """
     schedule.step_sequence(steps)  # ValueError unless 1 <= steps <= T
     if not torch.is_tensor(x_T) or x_T.dim() != 4:
         raise ValueError(f"x_T must be a tensor of starting noise (N, C, H, W), got {getattr(x_T, 'shape', x_T)!r}.")
     if reference is not None and tuple(reference.shape) != tuple(x_T.shape):
-        raise ValueError(
-            f"reference must hold one sprite per starting noise, {tuple(x_T.shape)}; got {tuple(reference.shape)}."
-        )
-    n = x_T.shape[0]
+        raise ValueError(f"reference must be shaped like x_T, {tuple(x_T.shape)}; got {tuple(reference.shape)}.")
     kw = dict(context=context, save_rate=None, guide_w=guide_w, x_T=x_T, progress=progress)
-    ddim = sample_ddim(model, schedule, n, steps, **kw)[0]
-    dpm = sample_dpm_solver(model, schedule, n, steps, **kw)[0]
+    ddim = sample_ddim(model, schedule, x_T.shape[0], steps, **kw)[0]
+    dpm = sample_dpm_solver(model, schedule, x_T.shape[0], steps, **kw)[0]
     gap = (ddim.clamp(-1, 1) - dpm.clamp(-1, 1)).abs().mean().item()
     rows = [(reference_label, reference)] if reference is not None else []
     n_steps = f"{steps} step" + ("s" if steps > 1 else "")
@@ -1353,9 +1274,9 @@ def compare_steps(
 def loss_curve(steps, losses, *, total_steps: int | None = None, smooth: int = 1, title: str = "training loss"):
     """Lesson 2's loss plot (live during a run, or a whole run's loss_log.csv): a Figure, one axis.
 
-    steps, losses: equal-length sequences. ``smooth`` > 1 also draws a moving average over
-    that many points (the raw curve stays, faint). ``total_steps`` fixes the x range, so a
-    live curve grows into a fixed frame. The loss axis is logarithmic.
+    steps, losses: equal-length sequences. ``smooth`` > 1 also draws a moving average over that many
+    points (the raw curve stays, faint). ``total_steps`` fixes the x range, so a live curve grows
+    into a fixed frame. The loss axis is logarithmic.
     """
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     if steps.shape != losses.shape or steps.ndim != 1:
@@ -1371,9 +1292,7 @@ def loss_curve(steps, losses, *, total_steps: int | None = None, smooth: int = 1
         ax.set_xlim(0, total_steps)
     if len(losses) and np.all(losses > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("MSE loss")
-    last = f" (last {losses[-1]:.4f})" if len(losses) else ""
-    ax.set_title(title + last)
+    ax.set(xlabel="training step", ylabel="MSE loss")
+    ax.set_title(title + (f" (last {losses[-1]:.4f})" if len(losses) else ""))
     ax.grid(alpha=0.3)
     return fig

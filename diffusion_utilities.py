@@ -111,9 +111,7 @@ class UnetDown(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.model = nn.Sequential(
-            ResidualConvBlock(in_channels, out_channels),
-            ResidualConvBlock(out_channels, out_channels),
-            nn.MaxPool2d(2),
+            ResidualConvBlock(in_channels, out_channels), ResidualConvBlock(out_channels, out_channels), nn.MaxPool2d(2)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,15 +150,13 @@ class EmbedFC(nn.Module):
 class ContextUnet(nn.Module):
     """The course's U-Net that predicts the noise in an image, given time and context.
 
-    ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with
-    values t / T in [0, 1] (or a single time for the whole batch, e.g. shape (1, 1, 1, 1) as
-    the original course passes it), c (B, n_cfeat) or None (= zeros, "no context") -> the
-    predicted noise, (B, in_channels, height, height).
+    ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with values
+    t / T in [0, 1] (or one time for the whole batch, e.g. (1, 1, 1, 1) as the original course
+    passes it), c (B, n_cfeat) or None (= zeros, "no context") -> the predicted noise, shaped like x.
 
-    Shapes inside, for height h and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
-    down2 (2f, h/4) -> to_vec (2f, 1) -> up0 (2f, h/4) -> up1 (f, h/2) -> up2 (f, h) ->
-    out (in_channels, h). Time and context enter the decoder as
-    ``cemb * features + temb``. height must be divisible by 4.
+    Shapes inside, for height h (divisible by 4) and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
+    down2 (2f, h/4) -> to_vec (2f, 1) -> up0 (2f, h/4) -> up1 (f, h/2) -> up2 (f, h) -> out
+    (in_channels, h). Time and context enter the decoder as ``cemb * features + temb``.
     """
 
     def __init__(self, in_channels: int, n_feat: int = 256, n_cfeat: int = 10, height: int = 28):
@@ -181,9 +177,7 @@ class ContextUnet(nn.Module):
         self.contextembed2 = EmbedFC(n_cfeat, n_feat)
 
         self.up0 = nn.Sequential(
-            nn.ConvTranspose2d(2 * n_feat, 2 * n_feat, height // 4, height // 4),
-            nn.GroupNorm(8, 2 * n_feat),
-            nn.ReLU(),
+            nn.ConvTranspose2d(2 * n_feat, 2 * n_feat, height // 4, height // 4), nn.GroupNorm(8, 2 * n_feat), nn.ReLU()
         )
         self.up1 = UnetUp(4 * n_feat, n_feat)
         self.up2 = UnetUp(2 * n_feat, n_feat)
@@ -411,9 +405,7 @@ def _eval_mode(model):
 
 def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
     """A sampler's checks and set-up: (x_T, the context input, the schedule on the model's device, t/T for t = 0..T).
-
-    With guidance the context input is (2N, n_cfeat): the contexts, then zeros.
-    """
+    With guidance the context input is (2N, n_cfeat): the contexts, then zeros."""
     if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
         raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
     if not math.isfinite(guide_w) or guide_w < 0:
@@ -427,10 +419,7 @@ def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
         if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
             c = c.expand(n, n_cfeat)  # one mix for every sprite
         if c.dim() != 2 or c.shape[0] != n or (n_cfeat is not None and c.shape[1] != n_cfeat):
-            raise ValueError(
-                f"context must have shape ({n}, {n_cfeat}) (one row of {n_cfeat} class weights per "
-                f"sprite) or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
-            )
+            raise ValueError(f"context must have shape ({n}, {n_cfeat}) or ({n_cfeat},), got {tuple(c.shape)}.")
         c = c.to(weight.device)
         if guide_w > 0:
             c = torch.cat([c, torch.zeros_like(c)])
@@ -1081,10 +1070,8 @@ def plot_sample(x_gen_store, n_sample=None, nrows=4, save_dir=None, fn="animatio
 
     store = np.asarray(x_gen_store)
     if store.ndim != 5 or store.shape[0] == 0:
-        raise ValueError(
-            f"plot_sample expects frames of shape (frames, N, C, H, W) with at least one frame, got {store.shape}; "
-            "pass the `intermediate` a sampler returns (with save_rate set)."
-        )
+        hint = "pass the intermediate a sampler returns (with save_rate set)"
+        raise ValueError(f"plot_sample needs frames (frames, N, C, H, W), at least one, got {store.shape}: {hint}.")
     if timesteps is not None and len(timesteps) != len(store):
         raise ValueError(f"plot_sample got {len(store)} frames but {len(timesteps)} timesteps; pass the sampler's.")
     if titles is None and timesteps is not None:

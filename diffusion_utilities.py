@@ -53,10 +53,8 @@ CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """``prefer`` ("cpu", "cuda", "cuda:N", "mps"); None or "auto": CUDA, then Apple MPS, then CPU.
-
-    A name PyTorch does not know, or a device this machine lacks, raises a ValueError saying what there is.
-    """
+    """``prefer`` ("cpu", "cuda", "cuda:N", "mps"); None or "auto": CUDA, then Apple MPS, then CPU. A name PyTorch
+    does not know, or a device this machine lacks, raises a ValueError saying what there is."""
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if prefer in (None, "auto"):
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
@@ -119,9 +117,8 @@ class UnetDown(nn.Module):
 
 
 class UnetUp(nn.Module):
-    """Concatenate the skip connection, upsample x2, two residual blocks.
-
-    (B, c1, H, W) and skip (B, c2, H, W), c1 + c2 = in_channels -> (B, out, 2H, 2W)."""
+    """Concatenate the skip connection, upsample x2, two residual blocks: (B, c1, H, W) and skip (B, c2, H, W)
+    with c1 + c2 = in_channels -> (B, out, 2H, 2W)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -202,10 +199,8 @@ class ContextUnet(nn.Module):
             raise ValueError(f"ContextUnet expected x of shape (B, {ch}, {h}, {h}), got {tuple(x.shape)}.")
         if not torch.is_tensor(t) or t.numel() not in (1, b) or t.dim() > 4:
             shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(
-                f"ContextUnet expected t of shape ({b},) or ({b}, 1, 1, 1), or one time for the whole batch "
-                f"(e.g. (1, 1, 1, 1)), with values t/T in [0, 1]; got {shape}."
-            )
+            want = f"({b},) or ({b}, 1, 1, 1), or one time for the whole batch (e.g. (1, 1, 1, 1))"
+            raise ValueError(f"ContextUnet expected t of shape {want}, with values t/T in [0, 1]; got {shape}.")
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
             raise ValueError(f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) or None, got {shape}.")
@@ -213,9 +208,7 @@ class ContextUnet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, c)
         t = t.reshape(-1, 1).to(x.dtype)  # (B, 1), or (1, 1): one time for the batch, broadcast below
-        if c is None:
-            c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype)
-        c = c.to(x.dtype)
+        c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype) if c is None else c.to(x.dtype)
 
         x = self.init_conv(x)
         down1 = self.down1(x)
@@ -302,9 +295,7 @@ class DDPMSchedule:
         return ab.sqrt() * x + (1 - ab).sqrt() * noise
 
     # -- reverse steps -----------------------------------------------------------------
-    def denoise_add_noise(
-        self, x, t: int, pred_noise, z=None, *, t_prev: int | None = None, posterior_variance: bool = False
-    ):
+    def denoise_add_noise(self, x, t: int, pred_noise, z=None, *, t_prev: int | None = None, posterior_variance=False):
         """One DDPM step from x_t to x_{t-1} (Ho et al. 2020, eq. 11, plus fresh noise).
 
         ``x_{t-1} = (x_t - pred_noise (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sigma_t z``
@@ -346,10 +337,8 @@ class DDPMSchedule:
         return ab_prev.sqrt() * x0_hat + (1 - ab_prev - var).clamp(min=0).sqrt() * pred_noise + var.sqrt() * z
 
     def step_sequence(self, n: int) -> list[int]:
-        """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow.
-
-        Any n in 1..T works (not only divisors of T): ``round(T - k T / n)`` for k = 0..n.
-        """
+        """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow:
+        ``round(T - k T / n)`` for k = 0..n, for any n in 1..T (not only divisors of T)."""
         if isinstance(n, bool) or int(n) != n or not 1 <= n <= self.T:
             raise ValueError(f"The number of sampling steps must be an integer from 1 to {self.T}, got {n!r}.")
         return [round(self.T - k * self.T / int(n)) for k in range(int(n) + 1)]
@@ -395,10 +384,9 @@ class Frames:
 def _eval_mode(model):
     """Run a block with the model in eval mode and no autograd, restoring its mode after."""
     was_training = model.training
-    model.eval()
     try:
         with torch.inference_mode():
-            yield
+            yield model.eval()
     finally:
         model.train(was_training)
 
@@ -433,9 +421,8 @@ def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
     return x, c, sched, torch.arange(schedule.T + 1, device=weight.device, dtype=torch.float32) / schedule.T
 
 
-def sample_ddpm(model, schedule: DDPMSchedule, n_sample: int, steps: int | None = None, context=None, *,
-                guide_w=0.0, posterior_variance=False, generator=None, x_T=None, save_rate=20, callback=None,
-                progress=True):  # fmt: skip
+def sample_ddpm(model, schedule, n_sample, steps=None, context=None, *, guide_w=0.0, posterior_variance=False,
+                generator=None, x_T=None, save_rate=20, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDPM (Ho et al. 2020), from pure noise x_T ~ N(0, I) to x_0.
 
     Each step is ``schedule.denoise_add_noise`` with fresh noise z from ``generator`` (none at
@@ -467,16 +454,15 @@ def sample_ddpm(model, schedule: DDPMSchedule, n_sample: int, steps: int | None 
     return (x, *frames.result(x))
 
 
-def sample_ddim(model, schedule: DDPMSchedule, n_sample: int, steps: int = 20, context=None, *,
-                guide_w=0.0, eta=0.0, generator=None, x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
+def sample_ddim(model, schedule, n_sample, steps=20, context=None, *, guide_w=0.0, eta=0.0, generator=None,
+                x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDIM (Song et al. 2021) in ``steps`` jumps of about T/steps timesteps.
 
-    Each step is ``schedule.denoise_ddim``: predict the clean sprite
-    ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``, then put it back together at the earlier
-    step, ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``. With eta = 0 (the default) no
-    noise is added, so a fixed x_T gives fixed samples; eta = 1 adds the posterior noise of each
-    jump (noise from ``generator``). Context, guidance and the return value as ``sample_ddpm``;
-    intermediate keeps every ``save_rate``-th step (every step by default).
+    Each step is ``schedule.denoise_ddim``: predict the sprite ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``
+    and put it back together at the earlier step, ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``. With
+    eta = 0 (the default) no noise is added, so a fixed x_T gives fixed samples; eta = 1 adds the posterior noise of
+    each jump (noise from ``generator``). Context, guidance and the return value as ``sample_ddpm``; intermediate
+    keeps every ``save_rate``-th step (every step by default).
     """
     ts = schedule.step_sequence(steps)
     x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
@@ -510,9 +496,8 @@ def dpm_solver_coefficients(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch
     return alpha, sigma, torch.log(alpha) - torch.log(sigma)
 
 
-def sample_dpm_solver(model, schedule: DDPMSchedule, n_sample: int, steps: int = 15, context=None, *,
-                      guide_w=0.0, order=2, generator=None, x_T=None, save_rate=1, callback=None,
-                      progress=True):  # fmt: skip
+def sample_dpm_solver(model, schedule, n_sample, steps=15, context=None, *, guide_w=0.0, order=2, generator=None,
+                      x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022), the ODE form, in ``steps`` steps.
 
     With the data prediction ``x0 = (x_s - sigma_s eps) / alpha_s`` (``dpm_solver_coefficients``),
@@ -554,9 +539,8 @@ def sample_dpm_solver(model, schedule: DDPMSchedule, n_sample: int, steps: int =
     return (x, *frames.result(x))
 
 
-def sample_dpm_solver_sde(model, schedule: DDPMSchedule, n_sample: int, steps: int = 20, context=None, *,
-                          guide_w=0.0, order=2, generator=None, x_T=None, save_rate=1, callback=None,
-                          progress=True):  # fmt: skip
+def sample_dpm_solver_sde(model, schedule, n_sample, steps=20, context=None, *, guide_w=0.0, order=2,
+                          generator=None, x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with SDE-DPM-Solver++(2M) (Lu et al. 2022): the reverse SDE, not the ODE.
 
     With D as in ``sample_dpm_solver`` and fresh noise z from ``generator`` at every step but the last,
@@ -623,13 +607,11 @@ def sprite_files(data_dir=None) -> tuple[Path, Path]:
     """(images, labels) paths in ``data_dir`` (default: the repo's data/); the original course's files,
     when both are there, win over the OpenMoji set ``make data`` builds (FileNotFoundError if neither is)."""
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
-    for pair in (COURSE_SPRITES, OUR_SPRITES):
-        paths = (data_dir / pair[0], data_dir / pair[1])
-        if all(p.exists() for p in paths):
-            return paths
+    for images, labels in (COURSE_SPRITES, OUR_SPRITES):
+        if (data_dir / images).exists() and (data_dir / labels).exists():
+            return data_dir / images, data_dir / labels
     raise FileNotFoundError(
-        f"No sprite set in {data_dir}: expected {OUR_SPRITES[0]} and {OUR_SPRITES[1]}. "
-        "Build it with `make data` (or `python scripts/build_sprites.py`), "
+        f"No sprite set in {data_dir}: build {OUR_SPRITES[0]} and {OUR_SPRITES[1]} with `make data`, "
         f"or drop the original course's {COURSE_SPRITES[0]} and {COURSE_SPRITES[1]} there."
     )
 
@@ -673,11 +655,9 @@ class CustomDataset(torch.utils.data.Dataset):
     def __init__(self, sfilename, lfilename, transform=transform, null_context: bool = False):
         self.sprites, self.slabels = load_sprites(sfilename, lfilename)
         self.sprites_shape, self.slabel_shape = self.sprites.shape, self.slabels.shape
-        self.transform = transform
-        self.null_context = null_context
-        self.labels = torch.from_numpy(self.slabels.astype(np.float32))
-        if null_context:
-            self.labels = torch.zeros_like(self.labels)
+        self.transform, self.null_context = transform, null_context
+        labels = torch.from_numpy(self.slabels.astype(np.float32))
+        self.labels = torch.zeros_like(labels) if null_context else labels
         self.images = images_to_tensor(self.sprites) if transform is globals()["transform"] else None
 
     def __len__(self) -> int:
@@ -776,9 +756,8 @@ class TrainState:
     @classmethod
     def start(cls, model: nn.Module, lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0) -> TrainState:
         """A fresh state: Adam at ``lr``, an EMA of ``model``, a generator on its device seeded with ``seed``."""
-        device = next(model.parameters()).device
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        return cls(model, optimizer, EMA(model, ema_decay), torch.Generator(device).manual_seed(seed))
+        generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+        return cls(model, torch.optim.Adam(model.parameters(), lr=lr), EMA(model, ema_decay), generator)
 
 
 def train(model, schedule, images, labels=None, *, epochs=1, batch_size=100, lr=1e-3, context_drop=0.1, seed=0,
@@ -860,8 +839,7 @@ def atomic_torch_save(obj, path) -> Path:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -977,10 +955,8 @@ def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
 
 
 def unorm(x: np.ndarray) -> np.ndarray:
-    """Stretch one image (H, W, C) to [0, 1], ``(x - min) / (max - min)`` over all its pixels.
-
-    One min and max per image (per channel would shift the colours): a noisy frame stays visible.
-    """
+    """Stretch one image (H, W, C) to [0, 1]: ``(x - min) / (max - min)``, one min and max over all its pixels
+    (per channel would shift the colours), so that a noisy frame stays visible."""
     lo, hi = x.min(), x.max()
     return (x - lo) / max(hi - lo, 1e-8)
 
@@ -1078,8 +1054,7 @@ def plot_sample(x_gen_store, n_sample=None, nrows=4, save_dir=None, fn="animatio
         titles = [f"t = {t}" for t in timesteps]
     n_sample = n_sample or store.shape[1]
     ncols = math.ceil(n_sample / nrows)
-    normalize = "clip" if fixed_range else "minmax"
-    grids = [sprite_grid(frame, nrow=ncols, normalize=normalize) for frame in store[:, :n_sample]]
+    grids = [sprite_grid(f, nrow=ncols, normalize="clip" if fixed_range else "minmax") for f in store[:, :n_sample]]
     aspect = grids[0].shape[0] / grids[0].shape[1]
     fig, ax = plt.subplots(figsize=(width * ncols / nrows + 0.5, width * aspect * ncols / nrows + 0.5))
     ax.set_axis_off()
@@ -1212,8 +1187,7 @@ def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
     return fig
 
 
-def context_grid(model, schedule: DDPMSchedule, weights, guide_w=0.0, n_sample=16, steps=25, seed=0, nrow=8,
-                 progress=False):  # fmt: skip
+def context_grid(model, schedule, weights, guide_w=0.0, n_sample=16, steps=25, seed=0, nrow=8, progress=False):
     """Lesson 3's explorer: a grid of DDIM samples for one context mix and guidance weight.
 
     weights: one weight per class, a sequence of n_cfeat numbers or a dict {class name: weight}
@@ -1224,8 +1198,8 @@ def context_grid(model, schedule: DDPMSchedule, weights, guide_w=0.0, n_sample=1
     """
     c, mix = _context_vector(weights, model.n_cfeat)
     gen = torch.Generator().manual_seed(seed)
-    x, _, _ = sample_ddim(model, schedule, n_sample, steps, context=c, save_rate=None, guide_w=guide_w,
-                          generator=gen, progress=progress)  # fmt: skip
+    kw = dict(context=c, guide_w=guide_w, generator=gen, save_rate=None, progress=progress)
+    x = sample_ddim(model, schedule, n_sample, steps, **kw)[0]
     ncol = min(nrow, n_sample)
     fig = _explorer_figure(max(3.0, 0.6 * ncol + 0.4), 0.6 * math.ceil(n_sample / ncol) + 0.6)
     title = f"{mix}  ·  guidance w = {guide_w:g}  ·  DDIM {steps} steps"

@@ -850,7 +850,7 @@ def save_model(model: nn.Module, path) -> Path:
 
 
 def _not_torch_file(path: Path) -> str | None:
-    """What ``path`` is when ``torch.save`` cannot have written it (a zip with data.pkl, or a pickle); else None."""
+    """What ``path`` is if it cannot be a ``torch.save`` file (a zip holding data.pkl, or a pickle); else None."""
     with open(path, "rb") as f:
         head = f.read(64)
     if head.startswith(b"PK") and zipfile.is_zipfile(path):
@@ -893,7 +893,8 @@ def _safe_torch_load(path):
         if path.resolve().parent == WEIGHTS_DIR.resolve():
             fix = "The course's trained weights ship in weights/ (restore them with `git checkout -- weights/`),"
             raise FileNotFoundError(f"No weights file at {path}. {fix} {train}")
-        where, hint = "" if path.is_absolute() else f" ({path.resolve()})", ""
+        where = "" if path.is_absolute() else f" ({path.resolve()})"
+        hint = ""
         if not path.is_absolute() and (REPO_ROOT / path).exists():
             hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
         fix = f"Check the path; the course's own weights are in {WEIGHTS_DIR}/,"
@@ -1207,8 +1208,8 @@ def context_grid(model, schedule, weights, guide_w=0.0, n_sample=16, steps=25, s
     return fig
 
 
-def compare_steps(model, schedule: DDPMSchedule, steps: int, x_T: torch.Tensor, context=None, reference=None, *,
-                  guide_w=0.0, reference_label="DDPM, 500 steps", nrow=None, progress=False):  # fmt: skip
+def compare_steps(model, schedule, steps, x_T, context=None, reference=None, *, guide_w=0.0,
+                  reference_label="DDPM, 500 steps", nrow=None, progress=False):  # fmt: skip
     """Lesson 4's explorer: DDIM and DPM-Solver++ with ``steps`` steps from the same noise x_T.
 
     x_T: (N, C, H, W) starting noise; context: None, one (n_cfeat,) mix or (N, n_cfeat). reference:

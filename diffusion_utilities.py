@@ -6,8 +6,7 @@ each algorithm out in their cells and then show that the function here does the 
 Sections
 --------
 1. Model      ResidualConvBlock, UnetDown, UnetUp, EmbedFC, ContextUnet
-2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the one-step formulas
-              (perturb_input, denoise_add_noise, denoise_ddim)
+2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the one-step formulas perturb_input, denoise_add_noise, denoise_ddim
 3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver, sample_dpm_solver_sde
 4. Data       transform, CustomDataset, sprite_files
 5. Training   diffusion_loss, drop_context, EMA, TrainState, train (a plain loop)
@@ -15,8 +14,7 @@ Sections
 7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
 8. Explorers  the functions behind the notebooks' widgets
 
-Tooling no lesson calls lives beside its users in scripts/: the resumable training run, the
-evaluation suite, the compiled speed path, the benchmark.
+Tooling no lesson calls (resumable training, the evaluation, the speed path, the benchmark) lives in scripts/.
 
 Conventions: images are float tensors (B, C, H, W) scaled to [-1, 1]; a context is a
 (B, n_cfeat) float tensor (one-hot for a class, any mix for blends, zeros for "no
@@ -933,11 +931,8 @@ def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
         raise ValueError(f"{path} is not a state dict (a mapping of parameter names to tensors).")
     model = course_model() if model is None else model
     expected = model.state_dict()
-    differ = [
-        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    resized = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    differ = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model" for k in resized]
     missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
     problems = (("sizes differ", differ, "; "), ("missing", missing, ", "), ("unexpected", unexpected, ", "))
     parts = [f"{len(v)} {what} ({sep.join(v[:3])}{sep + '...' if v[3:] else ''})" for what, v, sep in problems if v]

@@ -12,6 +12,8 @@ Its one job: turn a trained model into three figures a learner can read, and a r
 - ``frechet_distance``: FD between Gaussians fitted to the judge's penultimate features.
 - ``novelty``: the share of sprites that are near-copies of a training sprite.
 - ``evaluate`` runs all three; ``evaluation_markdown`` renders the result as a table.
+- ``SAMPLERS`` (the module's samplers by their ``--sampler`` names) and ``tensor_to_images``: shared
+  with scripts/sample.py.
 """
 
 from __future__ import annotations

@@ -77,10 +77,9 @@ def get_device(prefer: str | None = None) -> torch.device:
 class ResidualConvBlock(nn.Module):
     """Two (Conv3x3, BatchNorm, GELU) layers: (B, in, H, W) -> (B, out, H, W).
 
-    With ``is_res`` the block adds its input back, ``(x + conv2(conv1(x))) / 1.414``,
-    through a learned 1x1 convolution when the channel counts differ. (The original
-    course built that 1x1 convolution anew, with random weights, inside ``forward``;
-    here it is a registered submodule that trains and is saved with the rest.)
+    With ``is_res`` the block adds its input back, ``(x + conv2(conv1(x))) / 1.414``, through a learned 1x1
+    convolution when the channel counts differ. (The original course built that 1x1 convolution anew, with random
+    weights, inside ``forward``; here it is a registered submodule that trains and is saved with the rest.)
     """
 
     def __init__(self, in_channels: int, out_channels: int, is_res: bool = False):
@@ -703,9 +702,8 @@ def drop_context(c: torch.Tensor, p: float, generator=None) -> torch.Tensor:
 class EMA:
     """An exponential moving average of a model's weights: ``ema <- d ema + (1 - d) w``.
 
-    The decay warms up as ``d = min(decay, (1 + k) / (10 + k))`` after k updates, so an
-    early snapshot is not dominated by the random initial weights. Buffers (BatchNorm
-    statistics) are copied as they are.
+    The decay warms up as ``d = min(decay, (1 + k) / (10 + k))`` after k updates, so an early snapshot is not
+    dominated by the random initial weights. Buffers (BatchNorm statistics) are copied as they are.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999):

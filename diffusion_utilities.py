@@ -61,7 +61,8 @@ def get_device(prefer: str | None = None) -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps.")
+        here = ", ".join(["cpu"] + ["cuda"] * cuda + ["mps"] * mps)
+        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps (here: {here}).")
     n_gpu = torch.cuda.device_count() if cuda else 0
     if (device.type == "cuda" and (device.index or 0) >= n_gpu) or (device.type == "mps" and not mps):
         here = f"{n_gpu or 'no'} CUDA GPU(s) and {'' if mps else 'no '}MPS"
@@ -200,7 +201,8 @@ class ContextUnet(nn.Module):
             raise ValueError(f"ContextUnet expected t of shape {want}, with values t/T in [0, 1]; got {shape}.")
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
-            raise ValueError(f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) or None, got {shape}.")
+            want = f"({b}, {self.n_cfeat}) (one weight per class) or None"
+            raise ValueError(f"ContextUnet expected a context c of shape {want}, got {shape}.")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, c)
@@ -404,7 +406,10 @@ def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
         if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
             c = c.expand(n, n_cfeat)  # one mix for every sprite
         if c.dim() != 2 or c.shape[0] != n or (n_cfeat is not None and c.shape[1] != n_cfeat):
-            raise ValueError(f"context must have shape ({n}, {n_cfeat}) or ({n_cfeat},), got {tuple(c.shape)}.")
+            raise ValueError(
+                f"context must have shape ({n}, {n_cfeat}) (one row of class weights per sprite) or ({n_cfeat},) "
+                f"(one mix for all), got {tuple(c.shape)}."
+            )
         c = c.to(weight.device)
         if guide_w > 0:
             c = torch.cat([c, torch.zeros_like(c)])
@@ -811,7 +816,10 @@ def _check_training_data(state: TrainState, model, images, labels, batch_size):
     batch_size = min(int(batch_size), len(images))
     n = 0 if state.perm is None else len(state.perm)
     if state.step % (len(images) // batch_size) and n != len(images):
-        raise ValueError(f"train: the state stopped mid-epoch on another data set ({n} images, not {len(images)}).")
+        raise ValueError(
+            f"train: the state stopped mid-epoch on another data set ({n} images, not {len(images)}); "
+            "resume on the same data."
+        )
     device = next(model.parameters()).device
     return images.to(device), (labels.to(device) if labels is not None else None), batch_size
 

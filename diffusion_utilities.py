@@ -6,8 +6,7 @@ each algorithm out in their cells and then show that the function here does the 
 Sections
 --------
 1. Model      ResidualConvBlock, UnetDown, UnetUp, EmbedFC, ContextUnet
-2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the one-step formulas
-              (perturb_input, denoise_add_noise, denoise_ddim)
+2. Schedule   DDPMSchedule: b_t, a_t, ab_t and the one-step formulas perturb_input, denoise_add_noise, denoise_ddim
 3. Samplers   sample_ddpm, sample_ddim, sample_dpm_solver, sample_dpm_solver_sde
 4. Data       transform, CustomDataset, sprite_files
 5. Training   diffusion_loss, drop_context, EMA, TrainState, train (a plain loop)
@@ -15,8 +14,7 @@ Sections
 7. Display    unorm, norm_all, sprite_grid, show_images, plot_sample
 8. Explorers  the functions behind the notebooks' widgets
 
-Tooling no lesson calls lives beside its users in scripts/: the resumable training run, the
-evaluation suite, the compiled speed path, the benchmark.
+Tooling no lesson calls (resumable training, the evaluation, the speed path, the benchmark) lives in scripts/.
 
 Conventions: images are float tensors (B, C, H, W) scaled to [-1, 1]; a context is a
 (B, n_cfeat) float tensor (one-hot for a class, any mix for blends, zeros for "no
@@ -25,14 +23,15 @@ context"); timesteps are integers 0..T and the network sees them as t / T in [0,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 import os
 import pickle
+import pickletools
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,30 +51,22 @@ CLASSES = ("hero", "non-hero", "food", "spell", "side-facing")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """Pick a device: ``prefer`` if given ("cpu", "cuda", "cuda:N", "mps"), else CUDA, then Apple MPS, then CPU.
-
-    A device this machine does not have, or a name PyTorch does not know, raises a ValueError
-    that says which devices there are.
-    """
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    """``prefer`` ("cpu", "cuda", "cuda:N", "mps"); None or "auto": CUDA, then Apple MPS, then CPU. A name PyTorch
+    does not know, or a device this machine lacks, raises a ValueError saying what there is."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if prefer in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    here = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if has_mps else [])
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     try:
         device = torch.device(prefer)
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps (here: {', '.join(here)}).")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"Device {prefer!r} asked for, but PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False): "
-            "use cpu or auto."
-        )
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"Device {prefer!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s).")
-    if device.type == "mps" and not has_mps:
-        raise ValueError(f"Device {prefer!r} asked for, but Apple MPS is not available here: use cpu or auto.")
+        here = ", ".join(["cpu"] + ["cuda"] * cuda + ["mps"] * mps)
+        raise ValueError(f"Unknown device {prefer!r}: use auto, cpu, cuda, cuda:N or mps (here: {here}).")
+    n_gpu = torch.cuda.device_count() if cuda else 0
+    if (device.type == "cuda" and (device.index or 0) >= n_gpu) or (device.type == "mps" and not mps):
+        here = f"{n_gpu or 'no'} CUDA GPU(s) and {'' if mps else 'no '}MPS"
+        raise ValueError(f"Device {prefer!r} is not available: PyTorch sees {here} here; use cpu or auto.")
     return device
 
 
@@ -87,10 +78,9 @@ def get_device(prefer: str | None = None) -> torch.device:
 class ResidualConvBlock(nn.Module):
     """Two (Conv3x3, BatchNorm, GELU) layers: (B, in, H, W) -> (B, out, H, W).
 
-    With ``is_res`` the block adds its input back, ``(x + conv2(conv1(x))) / 1.414``,
-    through a learned 1x1 convolution when the channel counts differ. (The original
-    course built that 1x1 convolution anew, with random weights, inside ``forward``;
-    here it is a registered submodule that trains and is saved with the rest.)
+    With ``is_res`` the block adds its input back, ``(x + conv2(conv1(x))) / 1.414``, through a learned 1x1
+    convolution when the channel counts differ. (The original course built that 1x1 convolution anew, with random
+    weights, inside ``forward``; here it is a registered submodule that trains and is saved with the rest.)
     """
 
     def __init__(self, in_channels: int, out_channels: int, is_res: bool = False):
@@ -108,9 +98,7 @@ class ResidualConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = self.conv2(self.conv1(x))
-        if not self.is_res:
-            return x2
-        return (self.shortcut(x) + x2) / 1.414
+        return (self.shortcut(x) + x2) / 1.414 if self.is_res else x2
 
 
 class UnetDown(nn.Module):
@@ -119,9 +107,7 @@ class UnetDown(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.model = nn.Sequential(
-            ResidualConvBlock(in_channels, out_channels),
-            ResidualConvBlock(out_channels, out_channels),
-            nn.MaxPool2d(2),
+            ResidualConvBlock(in_channels, out_channels), ResidualConvBlock(out_channels, out_channels), nn.MaxPool2d(2)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,10 +115,8 @@ class UnetDown(nn.Module):
 
 
 class UnetUp(nn.Module):
-    """Concatenate the skip connection, upsample x2, two residual blocks.
-
-    (B, c1, H, W) and skip (B, c2, H, W) with c1 + c2 = in_channels -> (B, out, 2H, 2W).
-    """
+    """Concatenate the skip connection, upsample x2, two residual blocks: (B, c1, H, W) and skip (B, c2, H, W)
+    with c1 + c2 = in_channels -> (B, out, 2H, 2W)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -161,25 +145,20 @@ class EmbedFC(nn.Module):
 class ContextUnet(nn.Module):
     """The course's U-Net that predicts the noise in an image, given time and context.
 
-    ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with
-    values t / T in [0, 1] (or a single time for the whole batch, e.g. shape (1, 1, 1, 1) as
-    the original course passes it), c (B, n_cfeat) or None (= zeros, "no context") -> the
-    predicted noise, (B, in_channels, height, height).
+    ``forward(x, t, c)``: x (B, in_channels, height, height), t (B,) or (B, 1, 1, 1) with values
+    t / T in [0, 1] (or one time for the whole batch, e.g. (1, 1, 1, 1) as the original course
+    passes it), c (B, n_cfeat) or None (= zeros, "no context") -> the predicted noise, shaped like x.
 
-    Shapes inside, for height h and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
-    down2 (2f, h/4) -> to_vec (2f, 1) -> up0 (2f, h/4) -> up1 (f, h/2) -> up2 (f, h) ->
-    out (in_channels, h). Time and context enter the decoder as
-    ``cemb * features + temb``. height must be divisible by 4.
+    Shapes inside, for height h (divisible by 4) and n_feat f: init_conv (f, h) -> down1 (f, h/2) ->
+    down2 (2f, h/4) -> to_vec (2f, 1) -> up0 (2f, h/4) -> up1 (f, h/2) -> up2 (f, h) -> out
+    (in_channels, h). Time and context enter the decoder as ``cemb * features + temb``.
     """
 
     def __init__(self, in_channels: int, n_feat: int = 256, n_cfeat: int = 10, height: int = 28):
         super().__init__()
         if height % 4 != 0:
             raise ValueError(f"ContextUnet needs a height divisible by 4 (16, 20, 24, 28, ...); got {height}.")
-        self.in_channels = in_channels
-        self.n_feat = n_feat
-        self.n_cfeat = n_cfeat
-        self.h = height
+        self.in_channels, self.n_feat, self.n_cfeat, self.h = in_channels, n_feat, n_cfeat, height
 
         self.init_conv = ResidualConvBlock(in_channels, n_feat, is_res=True)
         self.down1 = UnetDown(n_feat, n_feat)
@@ -193,9 +172,7 @@ class ContextUnet(nn.Module):
         self.contextembed2 = EmbedFC(n_cfeat, n_feat)
 
         self.up0 = nn.Sequential(
-            nn.ConvTranspose2d(2 * n_feat, 2 * n_feat, height // 4, height // 4),
-            nn.GroupNorm(8, 2 * n_feat),
-            nn.ReLU(),
+            nn.ConvTranspose2d(2 * n_feat, 2 * n_feat, height // 4, height // 4), nn.GroupNorm(8, 2 * n_feat), nn.ReLU()
         )
         self.up1 = UnetUp(4 * n_feat, n_feat)
         self.up2 = UnetUp(2 * n_feat, n_feat)
@@ -215,31 +192,22 @@ class ContextUnet(nn.Module):
         return dict(in_channels=self.in_channels, n_feat=self.n_feat, n_cfeat=self.n_cfeat, height=self.h)
 
     def _check_inputs(self, x, t, c):
-        b = x.shape[0] if x.dim() == 4 else None
-        expected = (self.in_channels, self.h, self.h)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"ContextUnet expected x of shape (B, {self.in_channels}, {self.h}, {self.h}), got {tuple(x.shape)}."
-            )
+        b, ch, h = (x.shape[0] if x.dim() == 4 else None), self.in_channels, self.h
+        if x.dim() != 4 or tuple(x.shape[1:]) != (ch, h, h):
+            raise ValueError(f"ContextUnet expected x of shape (B, {ch}, {h}, {h}), got {tuple(x.shape)}.")
         if not torch.is_tensor(t) or t.numel() not in (1, b) or t.dim() > 4:
             shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(
-                f"ContextUnet expected t of shape ({b},) or ({b}, 1, 1, 1), or one time for the whole batch "
-                f"(e.g. (1, 1, 1, 1)), with values t/T in [0, 1]; got {shape}."
-            )
+            want = f"({b},) or ({b}, 1, 1, 1), or one time for the whole batch (e.g. (1, 1, 1, 1))"
+            raise ValueError(f"ContextUnet expected t of shape {want}, with values t/T in [0, 1]; got {shape}.")
         if c is not None and (not torch.is_tensor(c) or tuple(c.shape) != (b, self.n_cfeat)):
             shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
-            raise ValueError(
-                f"ContextUnet expected a context c of shape ({b}, {self.n_cfeat}) (one weight per class) "
-                f"or None, got {shape}."
-            )
+            want = f"({b}, {self.n_cfeat}) (one weight per class) or None"
+            raise ValueError(f"ContextUnet expected a context c of shape {want}, got {shape}.")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t, c)
         t = t.reshape(-1, 1).to(x.dtype)  # (B, 1), or (1, 1): one time for the batch, broadcast below
-        if c is None:
-            c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype)
-        c = c.to(x.dtype)
+        c = torch.zeros(x.shape[0], self.n_cfeat, device=x.device, dtype=x.dtype) if c is None else c.to(x.dtype)
 
         x = self.init_conv(x)
         down1 = self.down1(x)
@@ -275,14 +243,11 @@ def count_parameters(model: nn.Module) -> int:
 class DDPMSchedule:
     """The noise schedule and the one-step formulas of DDPM and DDIM.
 
-    ``b_t`` runs linearly from beta1 to beta2 over T + 1 points (index 0..T),
-    ``a_t = 1 - b_t`` and ``ab_t`` is the cumulative product of ``a_t``,
-    ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]``, with ``ab_t[0]`` set to 1 (as in the course;
-    so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2). Computed in float64, stored as
-    float32 on ``device``; the posterior variance ``b~_t`` sits beside them as ``b_tilde_t``.
-
-    Notation (name here -> in the papers): ``T`` -> T, ``b_t`` -> beta_t, ``a_t`` -> alpha_t,
-    ``ab_t`` -> alpha-bar_t, ``b_tilde_t`` -> beta-tilde_t.
+    ``b_t`` runs linearly from beta1 to beta2 over T + 1 points (index 0..T), ``a_t = 1 - b_t``, and
+    ``ab_t[t] = a_t[0] a_t[1] ... a_t[t]`` (cumulative product) with ``ab_t[0]`` set to 1 (as in the
+    course; so ``ab_t[t] = a_t[t] ab_t[t-1]`` holds for t >= 2); the posterior variance ``b~_t`` is
+    ``b_tilde_t``. Computed in float64, stored as float32 on ``device``. In the papers: ``b_t`` is
+    beta_t, ``a_t`` alpha_t, ``ab_t`` alpha-bar_t, ``b_tilde_t`` beta-tilde_t.
     """
 
     def __init__(self, timesteps: int = 500, beta1: float = 1e-4, beta2: float = 0.02, device="cpu"):
@@ -290,9 +255,7 @@ class DDPMSchedule:
             raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}.")
         if not 0 < beta1 <= beta2 < 1:
             raise ValueError(f"Need 0 < beta1 <= beta2 < 1, got beta1={beta1}, beta2={beta2}.")
-        self.T = int(timesteps)
-        self.beta1, self.beta2 = beta1, beta2
-        self.device = torch.device(device)
+        self.T, self.beta1, self.beta2, self.device = int(timesteps), beta1, beta2, torch.device(device)
         b = (beta2 - beta1) * torch.linspace(0, 1, self.T + 1, dtype=torch.float64) + beta1
         a = 1 - b
         ab = torch.cumprod(a, 0)
@@ -300,10 +263,7 @@ class DDPMSchedule:
         # posterior variance b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t), t >= 1
         bt = torch.zeros_like(b)
         bt[1:] = b[1:] * (1 - ab[:-1]) / (1 - ab[1:])
-        self.b_t = b.float().to(self.device)
-        self.a_t = a.float().to(self.device)
-        self.ab_t = ab.float().to(self.device)
-        self.b_tilde_t = bt.float().to(self.device)
+        self.b_t, self.a_t, self.ab_t, self.b_tilde_t = (v.float().to(self.device) for v in (b, a, ab, bt))
 
     def to(self, device) -> DDPMSchedule:
         """The same schedule with its tensors on ``device``."""
@@ -334,21 +294,17 @@ class DDPMSchedule:
         return ab.sqrt() * x + (1 - ab).sqrt() * noise
 
     # -- reverse steps -----------------------------------------------------------------
-    def denoise_add_noise(
-        self, x, t: int, pred_noise, z=None, *, t_prev: int | None = None, posterior_variance: bool = False
-    ):
+    def denoise_add_noise(self, x, t: int, pred_noise, z=None, *, t_prev: int | None = None, posterior_variance=False):
         """One DDPM step from x_t to x_{t-1} (Ho et al. 2020, eq. 11, plus fresh noise).
 
         ``x_{t-1} = (x_t - pred_noise (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sigma_t z``
 
         with ``sigma_t^2 = b_t`` (the course's choice) or, with ``posterior_variance``,
-        ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z`` is standard normal noise shaped like
-        x; None draws it with torch.randn_like, zeros gives the noise-free step. ``t`` is an
-        int in 1..T (the same step for the whole batch).
-
-        ``t_prev`` < t - 1 jumps over several timesteps (DDPM on fewer steps): the same formula
-        with a_t replaced by the share of the signal kept over the jump, ``a = ab_t / ab_prev``,
-        and ``sigma^2 = 1 - a`` (or ``(1 - a) (1 - ab_prev) / (1 - ab_t)`` with ``posterior_variance``).
+        ``b~_t = b_t (1 - ab_{t-1}) / (1 - ab_t)``. ``z``: standard normal noise shaped like x (None:
+        torch.randn_like; zeros: the noise-free step). ``t``: an int in 1..T, one step for the batch.
+        ``t_prev`` < t - 1 jumps over several timesteps (DDPM on fewer steps): a_t becomes the share of
+        the signal kept over the jump, ``a = ab_t / ab_prev``, and ``sigma^2 = 1 - a`` (or
+        ``(1 - a) (1 - ab_prev) / (1 - ab_t)`` with ``posterior_variance``).
         """
         if t_prev is None or t_prev == t - 1:
             a = self.a_t[t]
@@ -380,14 +336,11 @@ class DDPMSchedule:
         return ab_prev.sqrt() * x0_hat + (1 - ab_prev - var).clamp(min=0).sqrt() * pred_noise + var.sqrt() * z
 
     def step_sequence(self, n: int) -> list[int]:
-        """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow.
-
-        Any n in 1..T works (not only divisors of T): ``round(T - k T / n)`` for k = 0..n.
-        """
+        """n + 1 decreasing integer timesteps from T down to 0, as evenly spaced as integers allow:
+        ``round(T - k T / n)`` for k = 0..n, for any n in 1..T (not only divisors of T)."""
         if isinstance(n, bool) or int(n) != n or not 1 <= n <= self.T:
             raise ValueError(f"The number of sampling steps must be an integer from 1 to {self.T}, got {n!r}.")
-        n = int(n)
-        return [round(self.T - k * self.T / n) for k in range(n + 1)]
+        return [round(self.T - k * self.T / int(n)) for k in range(int(n) + 1)]
 
 
 # =============================================================================
@@ -408,16 +361,11 @@ def draw_noise(shape, generator: torch.Generator | None = None, device=None) -> 
 
 
 class Frames:
-    """The states a sampler keeps for an animation, and the timestep of each.
-
-    Keeps x_T (the pure noise), then the state after every ``save_rate``-th step, and always the
-    last one (t = 0). ``save_rate`` None or 0 keeps nothing. ``result()`` gives the frames as a
-    numpy array (frames, N, C, H, W) and their timesteps as a list (T first, 0 last).
-    """
+    """The states a sampler keeps for an animation: x_T, the state after every ``save_rate``-th step and
+    the last (t = 0), with the timestep of each. ``save_rate`` None or 0 keeps nothing."""
 
     def __init__(self, x_T: torch.Tensor, t_start: int, save_rate: int | None, n_steps: int):
-        self.save_rate, self.n_steps = save_rate, n_steps
-        self.frames, self.timesteps = [], []
+        self.save_rate, self.n_steps, self.frames, self.timesteps = save_rate, n_steps, [], []
         self(0, t_start, x_T)
 
     def __call__(self, step: int, t: int, x: torch.Tensor):
@@ -427,85 +375,56 @@ class Frames:
             self.timesteps.append(int(t))
 
     def result(self, x: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        if not self.frames:
-            return np.zeros((0, *x.shape), dtype=np.float32), []
-        return np.stack(self.frames), self.timesteps
+        """The frames as a numpy array (frames, N, C, H, W) and their timesteps (T first, 0 last)."""
+        return (np.stack(self.frames), self.timesteps) if self.frames else (np.zeros((0, *x.shape), np.float32), [])
 
 
-class _EvalMode:
+@contextlib.contextmanager
+def _eval_mode(model):
     """Run a block with the model in eval mode and no autograd, restoring its mode after."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-        self.grad = torch.inference_mode()
-        self.grad.__enter__()
-
-    def __exit__(self, *exc):
-        self.grad.__exit__(*exc)
-        self.model.train(self.was_training)
+    was_training = model.training
+    try:
+        with torch.inference_mode():
+            yield model.eval()
+    finally:
+        model.train(was_training)
 
 
 def _begin(model, schedule, n_sample, context, guide_w, x_T, generator):
-    """What every sampler checks and prepares before its loop.
-
-    Returns (x_T, the model's context input, the schedule on the model's device, the times t/T
-    for t = 0..T). With guidance the context input is (2N, n_cfeat): the contexts, then zeros.
-    """
+    """A sampler's checks and set-up: (x_T, the context input, the schedule on the model's device, t/T for t = 0..T).
+    With guidance the context input is (2N, n_cfeat): the contexts, then zeros."""
     if isinstance(n_sample, bool) or int(n_sample) != n_sample or n_sample < 1:
         raise ValueError(f"n_sample must be a positive integer, got {n_sample!r}.")
-    n_sample = int(n_sample)
     if not math.isfinite(guide_w) or guide_w < 0:
         raise ValueError(f"guide_w must be a number >= 0 (0 = no guidance), got {guide_w!r}.")
     if guide_w > 0 and context is None:
         raise ValueError("Classifier-free guidance (guide_w > 0) needs a context to guide towards.")
-    device = next(model.parameters()).device
-    n_cfeat = getattr(model, "n_cfeat", None)
+    n, n_cfeat, weight = int(n_sample), getattr(model, "n_cfeat", None), next(model.parameters())
     c = None
     if context is not None:
         c = torch.as_tensor(context, dtype=torch.float32)
         if c.dim() == 1 and n_cfeat is not None and c.shape[0] == n_cfeat:
-            c = c.expand(n_sample, n_cfeat)  # one mix for every sprite
-        if c.dim() != 2 or c.shape[0] != n_sample or (n_cfeat is not None and c.shape[1] != n_cfeat):
+            c = c.expand(n, n_cfeat)  # one mix for every sprite
+        if c.dim() != 2 or c.shape[0] != n or (n_cfeat is not None and c.shape[1] != n_cfeat):
             raise ValueError(
-                f"context must have shape ({n_sample}, {n_cfeat}) (one row of {n_cfeat} class weights per "
-                f"sprite) or ({n_cfeat},) for all sprites; got {tuple(c.shape)}."
+                f"context must have shape ({n}, {n_cfeat}) (one row of class weights per sprite) or ({n_cfeat},) "
+                f"(one mix for all), got {tuple(c.shape)}."
             )
-        c = c.to(device)
+        c = c.to(weight.device)
         if guide_w > 0:
             c = torch.cat([c, torch.zeros_like(c)])
-    shape = (n_sample, model.in_channels, model.h, model.h)
-    if x_T is None:
-        x = draw_noise(shape, generator, device)
-    elif tuple(x_T.shape) != shape:
+    shape = (n, model.in_channels, model.h, model.h)
+    if x_T is not None and tuple(x_T.shape) != shape:
         raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}.")
-    else:
-        x = x_T.to(device=device, dtype=torch.float32).clone()
-    if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+    x = draw_noise(shape, generator, weight.device) if x_T is None else x_T.to(weight.device, torch.float32).clone()
+    if weight.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)  # follow the model's memory layout
-    sched = schedule if schedule.device == device else schedule.to(device)
-    times = torch.arange(schedule.T + 1, device=device, dtype=torch.float32) / schedule.T
-    return x, c, sched, times
+    sched = schedule if schedule.device == weight.device else schedule.to(weight.device)
+    return x, c, sched, torch.arange(schedule.T + 1, device=weight.device, dtype=torch.float32) / schedule.T
 
 
-def sample_ddpm(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int | None = None,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    posterior_variance: bool = False,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 20,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_ddpm(model, schedule, n_sample, steps=None, context=None, *, guide_w=0.0, posterior_variance=False,
+                generator=None, x_T=None, save_rate=20, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDPM (Ho et al. 2020), from pure noise x_T ~ N(0, I) to x_0.
 
     Each step is ``schedule.denoise_add_noise`` with fresh noise z from ``generator`` (none at
@@ -523,7 +442,7 @@ def sample_ddpm(
     x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DDPM", disable=not progress, leave=False):
             t, t_prev = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[t], c)  # the network's noise estimate
@@ -537,35 +456,21 @@ def sample_ddpm(
     return (x, *frames.result(x))
 
 
-def sample_ddim(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 20,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_ddim(model, schedule, n_sample, steps=20, context=None, *, guide_w=0.0, eta=0.0, generator=None,
+                x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DDIM (Song et al. 2021) in ``steps`` jumps of about T/steps timesteps.
 
-    Each step is ``schedule.denoise_ddim``: predict the clean sprite
-    ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``, then put it back together at the earlier
-    step, ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``. With eta = 0 (the default) no
-    noise is added, so a fixed x_T gives fixed samples; eta = 1 adds the posterior noise of each
-    jump (noise from ``generator``). Context, guidance and the return value as ``sample_ddpm``;
-    intermediate keeps every ``save_rate``-th step (every step by default).
+    Each step is ``schedule.denoise_ddim``: predict the sprite ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``
+    and put it back together at the earlier step, ``x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps``. With
+    eta = 0 (the default) no noise is added, so a fixed x_T gives fixed samples; eta = 1 adds the posterior noise of
+    each jump (noise from ``generator``). Context, guidance and the return value as ``sample_ddpm``; intermediate
+    keeps every ``save_rate``-th step (every step by default).
     """
     ts = schedule.step_sequence(steps)
     x, c, sched, times = _begin(model, schedule, n_sample, context, guide_w, x_T, generator)
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DDIM", disable=not progress, leave=False):
             t, t_prev = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[t], c)
@@ -593,21 +498,8 @@ def dpm_solver_coefficients(schedule: DDPMSchedule) -> tuple[torch.Tensor, torch
     return alpha, sigma, torch.log(alpha) - torch.log(sigma)
 
 
-def sample_dpm_solver(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 15,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    order: int = 2,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_dpm_solver(model, schedule, n_sample, steps=15, context=None, *, guide_w=0.0, order=2, generator=None,
+                      x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with DPM-Solver++(2M) (Lu et al. 2022), the ODE form, in ``steps`` steps.
 
     With the data prediction ``x0 = (x_s - sigma_s eps) / alpha_s`` (``dpm_solver_coefficients``),
@@ -628,7 +520,7 @@ def sample_dpm_solver(
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     x0_prev, h_prev = None, None
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="DPM-Solver++", disable=not progress, leave=False):
             s, t = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[s], c)
@@ -649,21 +541,8 @@ def sample_dpm_solver(
     return (x, *frames.result(x))
 
 
-def sample_dpm_solver_sde(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    n_sample: int,
-    steps: int = 20,
-    context=None,
-    *,
-    guide_w: float = 0.0,
-    order: int = 2,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    save_rate: int | None = 1,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-    progress: bool = True,
-):
+def sample_dpm_solver_sde(model, schedule, n_sample, steps=20, context=None, *, guide_w=0.0, order=2,
+                          generator=None, x_T=None, save_rate=1, callback=None, progress=True):  # fmt: skip
     """Draw ``n_sample`` sprites with SDE-DPM-Solver++(2M) (Lu et al. 2022): the reverse SDE, not the ODE.
 
     With D as in ``sample_dpm_solver`` and fresh noise z from ``generator`` at every step but the last,
@@ -682,7 +561,7 @@ def sample_dpm_solver_sde(
     n, guided = x.shape[0], guide_w > 0
     frames = Frames(x, ts[0], save_rate, len(ts) - 1)
     x0_prev, h_prev = None, None
-    with _EvalMode(model):
+    with _eval_mode(model):
         for i in tqdm(range(len(ts) - 1), desc="SDE-DPM-Solver++", disable=not progress, leave=False):
             s, t = ts[i], ts[i + 1]
             eps = model(torch.cat([x, x]) if guided else x, times[s], c)
@@ -708,15 +587,6 @@ def sample_dpm_solver_sde(
     return (x, *frames.result(x))
 
 
-#: The samplers by the names the scripts use (``--sampler``).
-SAMPLERS = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "dpm": sample_dpm_solver,
-    "dpm-sde": sample_dpm_solver_sde,
-}
-
-
 # =============================================================================
 # 4. Data
 # =============================================================================
@@ -731,31 +601,19 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def tensor_to_images(x) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] (tensor or array) -> (N, H, W, 3) uint8, values clipped to the range."""
-    x = x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
-    x = np.clip((x + 1) * 127.5, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-
-
 OUR_SPRITES = ("sprites_16x16.npy", "sprite_labels_16x16.npy")
 COURSE_SPRITES = ("sprites_1788_16x16.npy", "sprite_labels_nc_1788_16x16.npy")
 
 
 def sprite_files(data_dir=None) -> tuple[Path, Path]:
-    """(images, labels) paths in ``data_dir`` (default: the repo's data/).
-
-    The original course's files, when both are there, win over the OpenMoji set built by
-    ``make data``. Raises FileNotFoundError saying how to build the data when neither is.
-    """
+    """(images, labels) paths in ``data_dir`` (default: the repo's data/); the original course's files,
+    when both are there, win over the OpenMoji set ``make data`` builds (FileNotFoundError if neither is)."""
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
-    for pair in (COURSE_SPRITES, OUR_SPRITES):
-        paths = (data_dir / pair[0], data_dir / pair[1])
-        if all(p.exists() for p in paths):
-            return paths
+    for images, labels in (COURSE_SPRITES, OUR_SPRITES):
+        if (data_dir / images).exists() and (data_dir / labels).exists():
+            return data_dir / images, data_dir / labels
     raise FileNotFoundError(
-        f"No sprite set in {data_dir}: expected {OUR_SPRITES[0]} and {OUR_SPRITES[1]}. "
-        "Build it with `make data` (or `python scripts/build_sprites.py`), "
+        f"No sprite set in {data_dir}: build {OUR_SPRITES[0]} and {OUR_SPRITES[1]} with `make data`, "
         f"or drop the original course's {COURSE_SPRITES[0]} and {COURSE_SPRITES[1]} there."
     )
 
@@ -763,17 +621,13 @@ def sprite_files(data_dir=None) -> tuple[Path, Path]:
 def load_sprites(sfilename, lfilename) -> tuple[np.ndarray, np.ndarray]:
     """Load and check a sprite set: images (N, H, W, 3) uint8 and labels (N, n_cfeat) float.
 
-    Raises FileNotFoundError naming a missing file and ValueError naming the file and
-    what was expected for a wrong rank, size, dtype or count.
+    A missing file: FileNotFoundError; a wrong rank, size, dtype or count: ValueError naming the file.
     """
     sfilename, lfilename = Path(sfilename), Path(lfilename)
     arrays = []
     for path in (sfilename, lfilename):
         if not path.exists():
-            raise FileNotFoundError(
-                f"Sprite file not found: {path}. Build the sprite set with `make data` "
-                "(or `python scripts/build_sprites.py`)."
-            )
+            raise FileNotFoundError(f"Sprite file not found: {path}. Build the sprites with `make data`.")
         try:
             arrays.append(np.load(path, allow_pickle=False))
         except (ValueError, OSError) as err:
@@ -786,34 +640,26 @@ def load_sprites(sfilename, lfilename) -> tuple[np.ndarray, np.ndarray]:
     if images.dtype != np.uint8:
         raise ValueError(f"{sfilename}: expected uint8 pixels (0..255), got dtype {images.dtype}.")
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.floating):
-        raise ValueError(
-            f"{lfilename}: expected float labels of shape (N, n_cfeat), got {labels.dtype} {labels.shape}."
-        )
+        raise ValueError(f"{lfilename}: expected float labels (N, n_cfeat), got {labels.dtype} {labels.shape}.")
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{lfilename} has {labels.shape[0]} labels but {sfilename} has {images.shape[0]} images; "
-            "they must match one to one."
-        )
+        raise ValueError(f"{lfilename} has {labels.shape[0]} labels but {sfilename} has {images.shape[0]} images.")
     return images, labels
 
 
 class CustomDataset(torch.utils.data.Dataset):
     """The sprite set as a Dataset of (image (3, H, W) in [-1, 1], context (n_cfeat,)) pairs.
 
-    ``sfilename``: images (N, H, W, 3) uint8; ``lfilename``: labels (N, n_cfeat) float.
-    With ``null_context`` every context is zeros (the unconditional model). With the
-    module's own ``transform`` the whole set is converted once, up front, into
-    ``self.images``; any other transform is applied per item, as torchvision does.
+    ``sfilename``: images (N, H, W, 3) uint8; ``lfilename``: labels (N, n_cfeat) float. With ``null_context``
+    every context is zeros (the unconditional model). The module's own ``transform`` converts the whole
+    set once, into ``self.images``; any other transform is applied per item, as torchvision does.
     """
 
     def __init__(self, sfilename, lfilename, transform=transform, null_context: bool = False):
         self.sprites, self.slabels = load_sprites(sfilename, lfilename)
         self.sprites_shape, self.slabel_shape = self.sprites.shape, self.slabels.shape
-        self.transform = transform
-        self.null_context = null_context
-        self.labels = torch.from_numpy(self.slabels.astype(np.float32))
-        if null_context:
-            self.labels = torch.zeros_like(self.labels)
+        self.transform, self.null_context = transform, null_context
+        labels = torch.from_numpy(self.slabels.astype(np.float32))
+        self.labels = torch.zeros_like(labels) if null_context else labels
         self.images = images_to_tensor(self.sprites) if transform is globals()["transform"] else None
 
     def __len__(self) -> int:
@@ -841,10 +687,9 @@ def diffusion_loss(model, schedule: DDPMSchedule, x0: torch.Tensor, c=None, gene
     t ~ U{1..T} and one noise eps ~ N(0, I) per image (drawn in that order from ``generator``,
     on its device), ``x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) eps``.
     """
-    device = x0.device
-    gen_device = generator.device if generator is not None else device
-    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(device)
-    noise = draw_noise(x0.shape, generator, device)
+    gen_device = generator.device if generator is not None else x0.device
+    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(x0.device)
+    noise = draw_noise(x0.shape, generator, x0.device)
     x_t = schedule._perturb(x0, t, noise)  # t is drawn in 1..T above, so no range check is needed
     pred = model(x_t, t.float() / schedule.T, c)
     return F.mse_loss(pred, noise)
@@ -862,26 +707,21 @@ def drop_context(c: torch.Tensor, p: float, generator=None) -> torch.Tensor:
 class EMA:
     """An exponential moving average of a model's weights: ``ema <- d ema + (1 - d) w``.
 
-    The decay warms up as ``d = min(decay, (1 + k) / (10 + k))`` after k updates, so an
-    early snapshot is not dominated by the random initial weights. Buffers (BatchNorm
-    statistics) are copied as they are.
+    The decay warms up as ``d = min(decay, (1 + k) / (10 + k))`` after k updates, so an early snapshot is not
+    dominated by the random initial weights. Buffers (BatchNorm statistics) are copied as they are.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
         if not 0 <= decay < 1:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}.")
-        self.decay = decay
-        self.updates = 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module):
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        ema_p = list(self.model.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - d)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -897,12 +737,11 @@ class EMA:
 class TrainState:
     """Everything the training loop changes, so that a run can stop and continue exactly.
 
-    ``step`` counts the optimiser steps taken; the place in the data follows from it (epoch
-    ``step // steps_per_epoch``, batch ``step % steps_per_epoch``), and ``perm`` is the
-    current epoch's order of the images. ``generator`` draws all the randomness (order,
-    context dropout, t, noise); ``order``, when set, draws the order instead. ``shard = (r, n)``: this
-    process trains on every n-th image of each batch from the r-th (data-parallel runs; (0, 1): all).
-    ``loss`` is the last step's loss, a 0-dim tensor on the device (``.item()`` it for the number).
+    ``step``: optimiser steps taken (epoch ``step // steps_per_epoch``, batch ``step % steps_per_epoch``);
+    ``perm``: this epoch's order of the images. ``generator`` draws all the randomness (order, context
+    dropout, t, noise); ``order``, when set, draws the order instead. ``shard = (r, n)``: this process
+    trains on every n-th image of each batch from the r-th (data-parallel runs; (0, 1): all).
+    ``loss``: the last step's loss, a 0-dim tensor on the device.
     """
 
     model: nn.Module
@@ -918,9 +757,8 @@ class TrainState:
     @classmethod
     def start(cls, model: nn.Module, lr: float = 1e-3, ema_decay: float = 0.999, seed: int = 0) -> TrainState:
         """A fresh state: Adam at ``lr``, an EMA of ``model``, a generator on its device seeded with ``seed``."""
-        device = next(model.parameters()).device
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        return cls(model, optimizer, EMA(model, ema_decay), torch.Generator(device).manual_seed(seed))
+        generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+        return cls(model, torch.optim.Adam(model.parameters(), lr=lr), EMA(model, ema_decay), generator)
 
 
 def train(model, schedule, images, labels=None, *, epochs=1, batch_size=100, lr=1e-3, context_drop=0.1, seed=0,
@@ -976,10 +814,11 @@ def _check_training_data(state: TrainState, model, images, labels, batch_size):
     if int(batch_size) < 1:
         raise ValueError(f"train: batch_size must be >= 1, got {batch_size}.")
     batch_size = min(int(batch_size), len(images))
-    if state.step % (len(images) // batch_size) and (state.perm is None or len(state.perm) != len(images)):
+    n = 0 if state.perm is None else len(state.perm)
+    if state.step % (len(images) // batch_size) and n != len(images):
         raise ValueError(
-            f"train: the state stopped inside an epoch of another data set (its order covers "
-            f"{0 if state.perm is None else len(state.perm)} images, these are {len(images)}); resume on the same data."
+            f"train: the state stopped mid-epoch on another data set ({n} images, not {len(images)}); "
+            "resume on the same data."
         )
     device = next(model.parameters()).device
     return images.to(device), (labels.to(device) if labels is not None else None), batch_size
@@ -1004,8 +843,7 @@ def atomic_torch_save(obj, path) -> Path:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -1015,52 +853,26 @@ def save_model(model: nn.Module, path) -> Path:
     return atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
-def _missing_file_message(path: Path, what: str) -> str:
-    """Why ``path`` is not there, and the one fix that fits: restore, fix the path, or train."""
-    full = path.resolve()
-    if full.parent == WEIGHTS_DIR.resolve():
-        return (
-            f"No {what} at {path}. The course's trained weights ship in weights/ "
-            "(restore them with `git checkout -- weights/`), or train your own with "
-            "`python scripts/train.py --help`."
-        )
-    where = f" ({full})" if not path.is_absolute() else ""
-    hint = ""
-    if not path.is_absolute() and (REPO_ROOT / path).exists():
-        hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
-    return (
-        f"No {what} at {path}{where}.{hint} Check the path; the course's own weights are in {WEIGHTS_DIR}/, "
-        "or train your own with `python scripts/train.py --help`."
-    )
-
-
 def _not_torch_file(path: Path) -> str | None:
-    """What ``path`` looks like when it cannot be a file written by ``torch.save``; None if it might be."""
+    """What ``path`` is if it cannot be a ``torch.save`` file (a zip holding data.pkl, or a pickle); else None."""
     with open(path, "rb") as f:
         head = f.read(64)
-    if head.startswith(b"PK"):  # a zip archive, torch.save's format (a truncated one is left to torch.load)
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                if not any(name.endswith("data.pkl") for name in z.namelist()):
-                    return "a zip archive without PyTorch's data.pkl (a .npz of NumPy arrays?)"
+    if head.startswith(b"PK") and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if not any(name.endswith("data.pkl") for name in z.namelist()):
+                return "a zip archive without PyTorch's data.pkl (a .npz of NumPy arrays?)"
+    if head.startswith((b"PK", b"\x80")):  # a zip (a truncated one is torch.load's to judge) or a pickle
         return None
-    if head.startswith(b"\x80"):
-        return None  # a pickle: torch.save's legacy format, checked by the safe loader
     if head.startswith(b"\x93NUMPY"):
         return "a NumPy array file (.npy)"
-    if not head:
-        return "an empty file"
     try:
-        head.decode("utf-8")
-        return "a text file"
+        return "a text file" if head.decode("utf-8") else "an empty file"
     except UnicodeDecodeError:
         return "neither a zip archive nor a pickle"
 
 
 def _pickled_callables(path: Path) -> list[str]:
     """The non-torch callables a pickle names (``module.name``), read with pickletools: nothing runs."""
-    import pickletools
-
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
@@ -1077,69 +889,62 @@ def _pickled_callables(path: Path) -> list[str]:
     return sorted({n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))})
 
 
-def _safe_torch_load(path, what: str = "weights file"):
-    """``torch.load(path, weights_only=True)`` with one-line errors: missing, not a PyTorch file, holds code."""
+def _safe_torch_load(path):
+    """``torch.load(path, weights_only=True)``; one-line errors: missing, not PyTorch's, holds code, corrupt."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(_missing_file_message(path, what))
+    if not path.exists():  # say how to get it: restore the course's weights, fix the path, or train
+        train = "or train your own with `python scripts/train.py --help`."
+        if path.resolve().parent == WEIGHTS_DIR.resolve():
+            fix = "The course's trained weights ship in weights/ (restore them with `git checkout -- weights/`),"
+            raise FileNotFoundError(f"No weights file at {path}. {fix} {train}")
+        where = "" if path.is_absolute() else f" ({path.resolve()})"
+        hint = ""
+        if not path.is_absolute() and (REPO_ROOT / path).exists():
+            hint = f" That relative path is read from {Path.cwd()}; did you mean {REPO_ROOT / path}?"
+        fix = f"Check the path; the course's own weights are in {WEIGHTS_DIR}/,"
+        raise FileNotFoundError(f"No weights file at {path}{where}.{hint} {fix} {train}")
     kind = _not_torch_file(path)
     if kind is not None:
-        raise ValueError(f"{path} is not a PyTorch {what}: it is {kind}. Pass a .pth saved by the course.")
+        raise ValueError(f"{path} is not a PyTorch weights file: it is {kind}. Pass a .pth saved by the course.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's message advises weights_only=False: an unsafe load the course never suggests.
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: an unsafe load we never suggest
         try:
-            called = _pickled_callables(path)
+            called = ", ".join(_pickled_callables(path)[:3])
         except Exception:  # a damaged pickle: say what we know
-            called = []
-        detail = f" (it would call {', '.join(called[:3])})" if called else ""
-        raise ValueError(
-            f"{path} holds Python objects besides tensors{detail} and was refused: unpickling them could run "
-            "code. Save weights as a plain state dict: torch.save(model.state_dict(), path)."
-        ) from None
+            called = ""
+        detail = f" (it would call {called})" if called else ""
+        refused = "and was refused: unpickling them could run code"
+        fix = "Save a plain state dict: torch.save(model.state_dict(), path)."
+        raise ValueError(f"{path} holds Python objects besides tensors{detail} {refused}. {fix}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable PyTorch {what} (corrupt or truncated?): {first}") from None
+        raise ValueError(f"{path} is not a readable PyTorch weights file (corrupt or truncated?): {first}") from None
 
 
 def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
     """Load weights into ``model`` (default: a new ContextUnet(3, 64, 5, 16)); return it in eval mode.
 
-    ``path`` is a state dict saved by ``save_model`` (a training ``checkpoint.pt`` works too:
-    its EMA weights are used). Loading is safe (``weights_only=True``: a file can never
-    run code). A missing file raises FileNotFoundError saying where weights come from; a
-    corrupt file or one from a different architecture raises ValueError naming the file
-    and the sizes that differ.
+    ``path``: a state dict saved by ``save_model`` (or a training ``checkpoint.pt``: its EMA weights).
+    Loading is safe (``weights_only=True``: a file can never run code). A missing file raises
+    FileNotFoundError saying where weights come from; a corrupt file or one from a different
+    architecture raises ValueError naming the file and the sizes that differ.
     """
     state = _safe_torch_load(path)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         state = state["ema"]["model"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{path} is not a state dict (a mapping of parameter names to tensors).")
-    if model is None:
-        model = course_model()
+    model = course_model() if model is None else model
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
+    resized = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    differ = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model" for k in resized]
+    missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
+    problems = (("sizes differ", differ, "; "), ("missing", missing, ", "), ("unexpected", unexpected, ", "))
+    parts = [f"{len(v)} {what} ({sep.join(v[:3])}{sep + '...' if v[3:] else ''})" for what, v, sep in problems if v]
+    if parts:
         cfg = model.config() if hasattr(model, "config") else type(model).__name__
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} sizes differ ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''})")
-        if missing:
-            parts.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
-        if unexpected:
-            more = ", ..." if len(unexpected) > 3 else ""
-            parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{more})")
-        raise ValueError(
-            f"{path} was saved from a different architecture than the model {cfg}: " + "; ".join(parts) + "."
-        )
+        raise ValueError(f"{path} was saved from a different architecture than the model {cfg}: {'; '.join(parts)}.")
     model.load_state_dict(state)
     if device is not None:
         model.to(get_device(device))
@@ -1152,40 +957,28 @@ def load_model(path, model: nn.Module | None = None, device=None) -> nn.Module:
 
 
 def unorm(x: np.ndarray) -> np.ndarray:
-    """Stretch one image (H, W, C) to [0, 1]: ``(x - min) / (max - min)`` over all its pixels.
-
-    One min and max per image (not per channel, which would shift the colours), so a
-    noisy intermediate frame stays visible whatever its range.
-    """
+    """Stretch one image (H, W, C) to [0, 1]: ``(x - min) / (max - min)``, one min and max over all its pixels
+    (per channel would shift the colours), so that a noisy frame stays visible."""
     lo, hi = x.min(), x.max()
     return (x - lo) / max(hi - lo, 1e-8)
 
 
 def norm_all(store: np.ndarray, n_t: int | None = None, n_s: int | None = None) -> np.ndarray:
-    """``unorm`` applied to every image of an array (..., H, W, C).
-
-    (``n_t``, ``n_s``: the original course's frame and sprite counts; the shape already says them.)
-    """
+    """``unorm`` on every image of an array (..., H, W, C). (``n_t``, ``n_s``: the original course's counts.)"""
     flat = store.reshape(-1, *store.shape[-3:])
-    lo = flat.min(axis=(1, 2, 3), keepdims=True)
-    hi = flat.max(axis=(1, 2, 3), keepdims=True)
+    lo, hi = flat.min(axis=(1, 2, 3), keepdims=True), flat.max(axis=(1, 2, 3), keepdims=True)
     return ((flat - lo) / np.maximum(hi - lo, 1e-8)).reshape(store.shape)
 
 
 def _as_hwc(images) -> np.ndarray:
-    """(N, C, H, W) tensor/array or (N, H, W, C) array -> float (N, H, W, C)."""
-    if torch.is_tensor(images):
-        images = images.detach().float().cpu().numpy()
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4:
-        raise ValueError(f"Expected images of shape (N, C, H, W) or (N, H, W, C), got {images.shape}.")
-    if images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
-        images = images.transpose(0, 2, 3, 1)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
+    """(N, C, H, W) tensor/array, (N, H, W, C) array, or one image -> float32 (N, H, W, C); uint8 / 255."""
+    x = images.detach().float().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4:
+        raise ValueError(f"Expected images of shape (N, C, H, W) or (N, H, W, C), got {x.shape}.")
+    if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def sprite_grid(images, nrow: int | None = None, normalize: str = "clip", pad: int = 1) -> np.ndarray:
@@ -1197,21 +990,15 @@ def sprite_grid(images, nrow: int | None = None, normalize: str = "clip", pad: i
     """
     uint8_in = not torch.is_tensor(images) and np.asarray(images).dtype == np.uint8
     x = _as_hwc(images)
-    if uint8_in:
-        pass
-    elif normalize == "minmax":
-        x = norm_all(x)
-    elif normalize == "clip":
-        x = np.clip((x + 1) / 2, 0, 1)
-    else:
+    if not uint8_in and normalize not in ("clip", "minmax"):
         raise ValueError(f"normalize must be 'clip' or 'minmax', got {normalize!r}.")
+    if not uint8_in:
+        x = norm_all(x) if normalize == "minmax" else np.clip((x + 1) / 2, 0, 1)
     n, h, w, ch = x.shape
     ncol = nrow or math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncol)
-    grid = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, ch), dtype=np.float32)
+    grid = np.ones((math.ceil(n / ncol) * (h + pad) + pad, ncol * (w + pad) + pad, ch), dtype=np.float32)
     for i in range(n):
-        r, cidx = divmod(i, ncol)
-        y0, x0 = pad + r * (h + pad), pad + cidx * (w + pad)
+        y0, x0 = pad + (i // ncol) * (h + pad), pad + (i % ncol) * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = x[i]
     return grid
 
@@ -1235,8 +1022,7 @@ def save_grid(images, path, nrow: int = 8, normalize: str = "clip", upscale: int
     """Write a PNG grid of sprites (nearest-neighbour upscaled ``upscale`` times)."""
     from PIL import Image
 
-    grid = sprite_grid(images, nrow=nrow, normalize=normalize)
-    img = Image.fromarray((grid * 255).round().astype(np.uint8))
+    img = Image.fromarray((sprite_grid(images, nrow=nrow, normalize=normalize) * 255).round().astype(np.uint8))
     img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1244,51 +1030,33 @@ def save_grid(images, path, nrow: int = 8, normalize: str = "clip", upscale: int
     return path
 
 
-def plot_sample(
-    x_gen_store: np.ndarray,
-    n_sample: int | None = None,
-    nrows: int = 4,
-    save_dir=None,
-    fn: str = "animation",
-    w=None,
-    save: bool = False,
-    *,
-    timesteps: Sequence[int] | None = None,
-    fixed_range: bool = False,
-    width: float = 3.0,
-    interval: int = 100,
-    titles: Sequence[str] | None = None,
-):
+def plot_sample(x_gen_store, n_sample=None, nrows=4, save_dir=None, fn="animation", w=None, save=False, *,
+                timesteps=None, fixed_range=False, width=3.0, interval=100, titles=None):  # fmt: skip
     """An animation of the denoising: one grid of sprites per kept frame.
 
-    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns; ``n_sample``
-    sprites of it (default all) in ``nrows`` rows. Each frame is stretched per image with
-    ``unorm`` so that noisy frames stay visible; ``fixed_range=True`` instead shows every frame
-    on the one range [-1, 1] (clipped), so a loss of contrast shows as it is. ``timesteps``
-    (the sampler's third return value) labels each frame "t = 240"; ``titles`` replaces the
-    labels. Returns a matplotlib FuncAnimation: show it in a notebook with
-    ``HTML(ani.to_jshtml())``. With ``save`` it is also written to ``save_dir/{fn}.gif``, or
-    ``{fn}_w{w}.gif`` when a label ``w`` is given (the original course's arguments, in its order).
-    ``width``: inches per row of sprites.
+    x_gen_store: (frames, N, C, H, W), the ``intermediate`` a sampler returns; ``n_sample`` sprites of
+    it (default all) in ``nrows`` rows. Each frame is stretched per image with ``unorm`` so that noisy
+    frames stay visible; ``fixed_range=True`` shows every frame on the one range [-1, 1] (clipped), so
+    a loss of contrast shows as it is. ``timesteps`` (the sampler's third return value) labels each
+    frame "t = 240"; ``titles`` replaces the labels. ``width``: inches per row of sprites. Returns a
+    matplotlib FuncAnimation (in a notebook: ``HTML(ani.to_jshtml())``). With ``save`` it is also
+    written to ``save_dir/{fn}.gif``, or ``{fn}_w{w}.gif`` for a label ``w`` (the original course's
+    arguments, in its order).
     """
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     store = np.asarray(x_gen_store)
     if store.ndim != 5 or store.shape[0] == 0:
-        raise ValueError(
-            f"plot_sample expects frames of shape (frames, N, C, H, W) with at least one frame, got {store.shape}; "
-            "pass the `intermediate` a sampler returns (with save_rate set)."
-        )
+        hint = "pass the intermediate a sampler returns (with save_rate set)"
+        raise ValueError(f"plot_sample needs frames (frames, N, C, H, W), at least one, got {store.shape}: {hint}.")
     if timesteps is not None and len(timesteps) != len(store):
         raise ValueError(f"plot_sample got {len(store)} frames but {len(timesteps)} timesteps; pass the sampler's.")
     if titles is None and timesteps is not None:
         titles = [f"t = {t}" for t in timesteps]
     n_sample = n_sample or store.shape[1]
-    store = store[:, :n_sample]
     ncols = math.ceil(n_sample / nrows)
-    normalize = "clip" if fixed_range else "minmax"
-    grids = [sprite_grid(frame, nrow=ncols, normalize=normalize) for frame in store]
+    grids = [sprite_grid(f, nrow=ncols, normalize="clip" if fixed_range else "minmax") for f in store[:, :n_sample]]
     aspect = grids[0].shape[0] / grids[0].shape[1]
     fig, ax = plt.subplots(figsize=(width * ncols / nrows + 0.5, width * aspect * ncols / nrows + 0.5))
     ax.set_axis_off()
@@ -1315,9 +1083,9 @@ def plot_sample(
 # 8. Explorers: the functions behind the notebooks' widgets
 # =============================================================================
 #
-# Each function draws one picture from its arguments and returns a matplotlib Figure made
-# without pyplot: nothing is shown until a notebook displays it (or hands it to an
-# ipywidgets ``interact``), and a test can call it directly and count its axes.
+# Each draws one picture from its arguments and returns a matplotlib Figure made without pyplot:
+# nothing shows until a notebook displays it (or an ipywidgets ``interact`` does), and a test can
+# call it and count its axes.
 
 
 def _explorer_figure(width: float, height: float):
@@ -1328,17 +1096,16 @@ def _explorer_figure(width: float, height: float):
 
 
 def _check_timestep(t, T: int) -> int:
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer, float, np.floating)) or int(t) != t:
-        raise ValueError(f"t must be an integer timestep from 0 to {T}, got {t!r}.")
-    if not 0 <= int(t) <= T:
-        raise ValueError(f"t must lie in 0..{T} (0 = the clean sprite, {T} = pure noise), got {t}.")
+    number = isinstance(t, (int, np.integer, float, np.floating)) and not isinstance(t, bool)
+    if not number or int(t) != t or not 0 <= t <= T:
+        raise ValueError(f"t must be an integer timestep from 0 (the clean sprite) to {T} (pure noise), got {t!r}.")
     return int(t)
 
 
-def _context_vector(weights, n_cfeat: int) -> torch.Tensor:
-    """A context mix as an (n_cfeat,) tensor, from a sequence or a {class name: weight} dict."""
+def _context_vector(weights, n_cfeat: int) -> tuple[torch.Tensor, str]:
+    """A context mix, a sequence or a {class name: weight} dict -> (an (n_cfeat,) tensor, 'hero 1 + food 0.6')."""
+    names = list(CLASSES) if n_cfeat == len(CLASSES) else [f"c{i}" for i in range(n_cfeat)]
     if isinstance(weights, dict):
-        names = list(CLASSES) if n_cfeat == len(CLASSES) else [f"c{i}" for i in range(n_cfeat)]
         unknown = [k for k in weights if k not in names]
         if unknown:
             raise ValueError(f"Unknown context class(es) {unknown}; the classes are {names}.")
@@ -1348,23 +1115,16 @@ def _context_vector(weights, n_cfeat: int) -> torch.Tensor:
         raise ValueError(f"A context mix needs {n_cfeat} weights (one per class), got shape {tuple(c.shape)}.")
     if not torch.isfinite(c).all():
         raise ValueError(f"Context weights must be finite numbers, got {c.tolist()}.")
-    return c
-
-
-def _describe_mix(c: torch.Tensor) -> str:
-    """'hero 1 + food 0.6' for a context vector; 'no context' for zeros."""
-    names = CLASSES if len(c) == len(CLASSES) else [f"c{i}" for i in range(len(c))]
-    parts = [f"{name} {w:g}" for name, w in zip(names, c.tolist(), strict=True) if w != 0]
-    return " + ".join(parts) if parts else "no context"
+    mix = " + ".join(f"{name} {w:g}" for name, w in zip(names, c.tolist(), strict=True) if w != 0)
+    return c, mix or "no context"
 
 
 def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: float = 0.6, columns: int = 1):
     """Sprites in labelled rows (one row per epoch, class, mix, step count...): a Figure, one axis per row.
 
-    rows: a dict {label: images} or a list of (label, images) pairs, images (N, C, H, W) in
-    [-1, 1] as for ``show_images``. ``nrow`` sprites per line (default: each row on one line);
-    ``size``: inches per sprite; ``title`` goes above all rows; ``columns`` > 1 lays the rows
-    out side by side, filling each line of panels from left to right.
+    rows: a dict {label: images} or a list of (label, images) pairs, images (N, C, H, W) in [-1, 1]
+    as for ``show_images``. ``nrow`` sprites per line (default: each row on one line); ``size``: inches
+    per sprite; ``title`` goes above all rows; ``columns`` > 1 lays the rows out side by side.
     """
     items = list(rows.items()) if isinstance(rows, dict) else list(rows)
     if not items:
@@ -1390,17 +1150,15 @@ def sprite_rows(rows, nrow: int | None = None, title: str | None = None, size: f
 
 
 def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
-    """Lesson 1's explorer: one sprite noised to step t by the forward process, beside the schedule.
+    """Lesson 1's explorer: one sprite noised to step t, ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise``.
 
-    ``x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise``, computed by ``schedule.perturb_input``.
-    image: one sprite (3, H, W) or (1, 3, H, W) in [-1, 1]; t: an integer in 0..T; noise: shaped
-    like the image (default: one fixed draw, seed 0, so that moving t shows the same noise
-    growing). Returns a Figure with three axes: x_0, x_t (clipped to [-1, 1] for display) and
+    image: one sprite (3, H, W) or (1, 3, H, W) in [-1, 1]; t: an integer in 0..T; noise: shaped like
+    the image (default: one fixed draw, seed 0, so that moving t shows the same noise growing).
+    Returns a Figure with three axes: x_0, x_t (``schedule.perturb_input``, clipped to [-1, 1]) and
     the curves ab_t and 1 - ab_t over t with a marker at t.
     """
     x0 = torch.as_tensor(image).detach().float().cpu()
-    if x0.dim() == 3:
-        x0 = x0[None]
+    x0 = x0[None] if x0.dim() == 3 else x0
     if x0.dim() != 4 or x0.shape[0] != 1:
         raise ValueError(f"show_forward_process takes one sprite (3, H, W) or (1, 3, H, W), got {tuple(x0.shape)}.")
     t = _check_timestep(t, schedule.T)
@@ -1423,9 +1181,7 @@ def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
     ax2.plot(steps, 1 - ab, label=r"$1-\bar\alpha_t$: share of the noise")
     ax2.axvline(t, color="0.6", lw=1)
     ax2.plot([t], [ab[t]], "o", color="C0")
-    ax2.set_xlim(0, schedule.T)
-    ax2.set_ylim(-0.03, 1.03)
-    ax2.set_xlabel("timestep t")
+    ax2.set(xlim=(0, schedule.T), ylim=(-0.03, 1.03), xlabel="timestep t")
     signal, spread = math.sqrt(ab[t]), math.sqrt(1 - ab[t])
     title = rf"t = {t}:  $\sqrt{{\bar\alpha_t}}$ = {signal:.3f},  $\sqrt{{1-\bar\alpha_t}}$ = {spread:.3f}"
     ax2.set_title(title, fontsize=10)
@@ -1433,79 +1189,44 @@ def show_forward_process(image, schedule: DDPMSchedule, t: int, noise=None):
     return fig
 
 
-def context_grid(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    weights,
-    guide_w: float = 0.0,
-    n_sample: int = 16,
-    steps: int = 25,
-    seed: int = 0,
-    nrow: int = 8,
-    progress: bool = False,
-):
+def context_grid(model, schedule, weights, guide_w=0.0, n_sample=16, steps=25, seed=0, nrow=8, progress=False):
     """Lesson 3's explorer: a grid of DDIM samples for one context mix and guidance weight.
 
-    weights: one weight per class, as a sequence of n_cfeat numbers or a dict
-    {class name: weight} (missing classes are 0), e.g. {"hero": 1, "food": 0.6}; all zeros
-    means no context. guide_w: the classifier-free guidance weight w >= 0 in
-    ``eps = (1 + w) eps(x, c) - w eps(x, 0)``. The starting noise comes from ``seed``, so
-    the same seed with another mix shows the same sprites changing. Returns a Figure with
-    one axis holding the grid (``nrow`` sprites per row).
+    weights: one weight per class, a sequence of n_cfeat numbers or a dict {class name: weight}
+    (missing classes are 0), e.g. {"hero": 1, "food": 0.6}; all zeros means no context. guide_w: the
+    classifier-free guidance weight w >= 0 in ``eps = (1 + w) eps(x, c) - w eps(x, 0)``. The starting
+    noise comes from ``seed``, so the same seed with another mix shows the same sprites changing.
+    Returns a Figure with one axis holding the grid (``nrow`` sprites per row).
     """
-    c = _context_vector(weights, model.n_cfeat)
-    x, _, _ = sample_ddim(
-        model,
-        schedule,
-        n_sample,
-        steps,
-        context=c,
-        save_rate=None,
-        guide_w=guide_w,
-        generator=torch.Generator().manual_seed(seed),
-        progress=progress,
-    )
+    c, mix = _context_vector(weights, model.n_cfeat)
+    gen = torch.Generator().manual_seed(seed)
+    kw = dict(context=c, guide_w=guide_w, generator=gen, save_rate=None, progress=progress)
+    x = sample_ddim(model, schedule, n_sample, steps, **kw)[0]
     ncol = min(nrow, n_sample)
-    nrows = math.ceil(n_sample / ncol)
-    fig = _explorer_figure(max(3.0, 0.6 * ncol + 0.4), 0.6 * nrows + 0.6)
-    title = f"{_describe_mix(c)}  ·  guidance w = {guide_w:g}  ·  DDIM {steps} steps"
+    fig = _explorer_figure(max(3.0, 0.6 * ncol + 0.4), 0.6 * math.ceil(n_sample / ncol) + 0.6)
+    title = f"{mix}  ·  guidance w = {guide_w:g}  ·  DDIM {steps} steps"
     show_images(x, nrow=ncol, ax=fig.add_subplot(), title=title)
     return fig
 
 
-def compare_steps(
-    model: nn.Module,
-    schedule: DDPMSchedule,
-    steps: int,
-    x_T: torch.Tensor,
-    context=None,
-    reference: torch.Tensor | None = None,
-    *,
-    guide_w: float = 0.0,
-    reference_label: str = "DDPM, 500 steps",
-    nrow: int | None = None,
-    progress: bool = False,
-):
+def compare_steps(model, schedule, steps, x_T, context=None, reference=None, *, guide_w=0.0,
+                  reference_label="DDPM, 500 steps", nrow=None, progress=False):  # fmt: skip
     """Lesson 4's explorer: DDIM and DPM-Solver++ with ``steps`` steps from the same noise x_T.
 
-    x_T: (N, C, H, W) starting noise; context: None, one (n_cfeat,) mix or (N, n_cfeat).
-    reference: optional (N, C, H, W) sprites drawn once from the same x_T (the lesson passes
-    its DDPM-500 samples), shown in the top row under ``reference_label``. Returns a Figure
-    with one axis per row: the reference (if given), DDIM, DPM-Solver++(2M). The DPM row's
-    title gives the mean absolute pixel difference to the DDIM row: both solve the same
-    deterministic equation, so the gap shrinks as the steps grow.
+    x_T: (N, C, H, W) starting noise; context: None, one (n_cfeat,) mix or (N, n_cfeat). reference:
+    optional (N, C, H, W) sprites from the same x_T (the lesson passes its DDPM-500 samples), the
+    top row, under ``reference_label``. Returns a Figure with one axis per row: the reference (if
+    given), DDIM, DPM-Solver++(2M). The DPM row's title gives the mean absolute pixel difference to
+    the DDIM row: both solve the same deterministic equation, so the gap shrinks as the steps grow.
     """
     schedule.step_sequence(steps)  # ValueError unless 1 <= steps <= T
     if not torch.is_tensor(x_T) or x_T.dim() != 4:
         raise ValueError(f"x_T must be a tensor of starting noise (N, C, H, W), got {getattr(x_T, 'shape', x_T)!r}.")
     if reference is not None and tuple(reference.shape) != tuple(x_T.shape):
-        raise ValueError(
-            f"reference must hold one sprite per starting noise, {tuple(x_T.shape)}; got {tuple(reference.shape)}."
-        )
-    n = x_T.shape[0]
+        raise ValueError(f"reference must be shaped like x_T, {tuple(x_T.shape)}; got {tuple(reference.shape)}.")
     kw = dict(context=context, save_rate=None, guide_w=guide_w, x_T=x_T, progress=progress)
-    ddim = sample_ddim(model, schedule, n, steps, **kw)[0]
-    dpm = sample_dpm_solver(model, schedule, n, steps, **kw)[0]
+    ddim = sample_ddim(model, schedule, x_T.shape[0], steps, **kw)[0]
+    dpm = sample_dpm_solver(model, schedule, x_T.shape[0], steps, **kw)[0]
     gap = (ddim.clamp(-1, 1) - dpm.clamp(-1, 1)).abs().mean().item()
     rows = [(reference_label, reference)] if reference is not None else []
     n_steps = f"{steps} step" + ("s" if steps > 1 else "")
@@ -1516,9 +1237,9 @@ def compare_steps(
 def loss_curve(steps, losses, *, total_steps: int | None = None, smooth: int = 1, title: str = "training loss"):
     """Lesson 2's loss plot (live during a run, or a whole run's loss_log.csv): a Figure, one axis.
 
-    steps, losses: equal-length sequences. ``smooth`` > 1 also draws a moving average over
-    that many points (the raw curve stays, faint). ``total_steps`` fixes the x range, so a
-    live curve grows into a fixed frame. The loss axis is logarithmic.
+    steps, losses: equal-length sequences. ``smooth`` > 1 also draws a moving average over that many
+    points (the raw curve stays, faint). ``total_steps`` fixes the x range, so a live curve grows
+    into a fixed frame. The loss axis is logarithmic.
     """
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     if steps.shape != losses.shape or steps.ndim != 1:
@@ -1534,9 +1255,7 @@ def loss_curve(steps, losses, *, total_steps: int | None = None, smooth: int = 1
         ax.set_xlim(0, total_steps)
     if len(losses) and np.all(losses > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("MSE loss")
-    last = f" (last {losses[-1]:.4f})" if len(losses) else ""
-    ax.set_title(title + last)
+    ax.set(xlabel="training step", ylabel="MSE loss")
+    ax.set_title(title + (f" (last {losses[-1]:.4f})" if len(losses) else ""))
     ax.grid(alpha=0.3)
     return fig

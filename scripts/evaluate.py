@@ -61,7 +61,8 @@ def parse_args(argv=None):
         default=str(du.WEIGHTS_DIR / "context_model_trained.pth"),
         help="the model's .pth weights or a checkpoint.pt (EMA weights); default weights/context_model_trained.pth",
     )
-    p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddpm", help="default ddpm (the full T steps)")
+    samplers = sorted(evaluation.SAMPLERS)
+    p.add_argument("--sampler", choices=samplers, default="ddpm", help="default ddpm (the full T steps)")
     p.add_argument(
         "--steps",
         type=cli.positive_int,

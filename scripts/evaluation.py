@@ -12,6 +12,8 @@ Its one job: turn a trained model into three figures a learner can read, and a r
 - ``frechet_distance``: FD between Gaussians fitted to the judge's penultimate features.
 - ``novelty``: the share of sprites that are near-copies of a training sprite.
 - ``evaluate`` runs all three; ``evaluation_markdown`` renders the result as a table.
+- ``SAMPLERS`` (the module's samplers by their ``--sampler`` names) and ``tensor_to_images``: shared
+  with scripts/sample.py.
 """
 
 from __future__ import annotations
@@ -45,6 +47,21 @@ CLASSIFIER_CACHE = du.REPO_ROOT / "runs" / "judges"
 #: A generated sprite counts as a near-copy of a training sprite below this RMS pixel distance
 #: (pixels in [0, 1], after the best 1-pixel shift and mirror). How it was chosen: see ``novelty``.
 NOVELTY_THRESHOLD = 0.05
+
+#: The course's samplers by the names the scripts use (``--sampler``).
+SAMPLERS = {
+    "ddpm": du.sample_ddpm,
+    "ddim": du.sample_ddim,
+    "dpm": du.sample_dpm_solver,
+    "dpm-sde": du.sample_dpm_solver_sde,
+}
+
+
+def tensor_to_images(x) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] (tensor or array) -> (N, H, W, 3) uint8, values clipped to the range."""
+    x = x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
+    x = np.clip((x + 1) * 127.5, 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 class SpriteClassifier(nn.Module):
@@ -217,7 +234,7 @@ def train_classifier(
     truth = y[held_idx].numpy()
     correct = pred == truth
     # Held-out sprites with no pixel-identical twin in the training part.
-    flat = du.tensor_to_images(x).reshape(len(x), -1)
+    flat = tensor_to_images(x).reshape(len(x), -1)
     seen = {row.tobytes() for row in flat[train_idx]}
     unseen = np.array([row.tobytes() not in seen for row in flat[held_idx]])
     names = list(du.CLASSES) if n_classes == len(du.CLASSES) else [str(c) for c in range(n_classes)]
@@ -426,7 +443,7 @@ def _as_uint8_hwc(images) -> np.ndarray:
         if images.ndim != 4:
             raise ValueError(f"Expected uint8 sprites of shape (N, H, W, C), got {images.shape}.")
         return images
-    return du.tensor_to_images(images)
+    return tensor_to_images(images)
 
 
 def _shifted_copies(x: torch.Tensor, max_shift: int = 1, mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -533,10 +550,10 @@ def _sampler_steps(schedule: du.DDPMSchedule, sampler: str, steps: int | None) -
     ``steps=None`` is the sampler's default: all T steps for "ddpm", the default of the
     sampler's ``steps`` argument otherwise. A DDPM run on all T steps is passed as None.
     """
-    if sampler not in du.SAMPLERS:
-        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(du.SAMPLERS)}.")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
     if steps is None and sampler != "ddpm":
-        steps = list(inspect.signature(du.SAMPLERS[sampler]).parameters.values())[3].default
+        steps = list(inspect.signature(SAMPLERS[sampler]).parameters.values())[3].default
     if steps is None or (sampler == "ddpm" and steps == schedule.T):
         return None, schedule.T
     if isinstance(steps, bool) or int(steps) != steps or not 1 <= steps <= schedule.T:
@@ -564,7 +581,7 @@ def draw_sprites(
     progress: bool = True,
     desc: str = "sampling",
 ) -> torch.Tensor:
-    """Draw ``n_sample`` sprites in batches with one of ``du.SAMPLERS``; (n_sample, 3, H, W) on the CPU.
+    """Draw ``n_sample`` sprites in batches with one of ``SAMPLERS``; (n_sample, 3, H, W) on the CPU.
 
     steps: None for the sampler's default (all T steps for "ddpm"). context: None
     (unconditional) or (n_sample, n_cfeat). One ``torch.Generator`` seeded with ``seed`` draws
@@ -579,7 +596,7 @@ def draw_sprites(
     generator = torch.Generator().manual_seed(seed)
     n_batches = math.ceil(n_sample / batch_size)
     label = f"{desc} ({sampler}, {per_batch} steps)"
-    sample = du.SAMPLERS[sampler]
+    sample = SAMPLERS[sampler]
     out = []
     with tqdm(total=n_batches * per_batch, desc=label, unit="step", disable=not progress, leave=False) as bar:
         for i in range(0, n_sample, batch_size):
@@ -626,10 +643,10 @@ def evaluate(
     3. Novelty: ``novelty`` of all generated sprites against the whole sprite set (what the
        diffusion model was trained on): the share of near-copies.
 
-    Sampling: ``draw_sprites`` with ``sampler`` (a name of ``du.SAMPLERS``) and ``steps`` (None:
+    Sampling: ``draw_sprites`` with ``sampler`` (a name of ``SAMPLERS``) and ``steps`` (None:
     all T steps for DDPM, the sampler's default otherwise), seeds ``seed`` (conditional) and ``seed + 1``
     (unconditional). All three judge the sprites as they would be saved: clipped to [-1, 1]
-    and rounded to uint8 (``du.tensor_to_images``). Returns a JSON-ready dict; ``seconds`` holds
+    and rounded to uint8 (``tensor_to_images``). Returns a JSON-ready dict; ``seconds`` holds
     the time of each part.
     """
     start = time.time()
@@ -665,7 +682,7 @@ def evaluate(
     conditional = draw_sprites(
         model, schedule, len(contexts), sampler, n, contexts, guide_w, seed, batch_size, progress, "class sprites"
     )
-    conditional = du.tensor_to_images(conditional)  # judged as saved: clipped, rounded to uint8
+    conditional = tensor_to_images(conditional)  # judged as saved: clipped, rounded to uint8
     seconds["sample_conditional"] = time.time() - t0
     t0 = time.time()
     names = list(du.CLASSES) if n_classes == len(du.CLASSES) else [str(c) for c in range(n_classes)]
@@ -679,7 +696,7 @@ def evaluate(
         unconditional = draw_sprites(
             model, schedule, n_fd, sampler, n, None, 0.0, seed + 1, batch_size, progress, "free sprites"
         )
-        unconditional = du.tensor_to_images(unconditional)
+        unconditional = tensor_to_images(unconditional)
         seconds["sample_unconditional"] = time.time() - t0
         t0 = time.time()
         real = held_idx[np.random.default_rng(seed).permutation(len(held_idx))[: 2 * n_fd]]

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cli
 import numpy as np
 import torch
+from evaluation import SAMPLERS, tensor_to_images
 from provenance import file_sha256
 from speed import speed_up
 
@@ -86,7 +87,7 @@ def training_record(weights) -> dict | None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(du.WEIGHTS_DIR / "context_model_trained.pth"), help="a .pth state dict")
-    p.add_argument("--sampler", choices=sorted(du.SAMPLERS), default="ddim", help="default ddim")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddim", help="default ddim")
     p.add_argument(
         "--steps",
         type=cli.positive_int,
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
         kwargs["generator"] = torch.Generator(device=device).manual_seed(args.seed)
         kwargs["save_rate"] = (20 if args.sampler == "ddpm" else 1) if args.gif else None
         start = time.perf_counter()
-        samples, frames, frame_t = du.SAMPLERS[args.sampler](model, schedule, args.n, steps, **kwargs)
+        samples, frames, frame_t = SAMPLERS[args.sampler](model, schedule, args.n, steps, **kwargs)
         seconds = time.perf_counter() - start
     except (FileNotFoundError, ValueError) as err:
         print(f"sample.py: error: {err}", file=sys.stderr)
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
         du.plot_sample(frames, save=True, save_dir=Path(args.gif).parent, fn=Path(args.gif).stem, timesteps=frame_t)
         written.append(Path(args.gif))
     if args.npy:
-        np.save(args.npy, du.tensor_to_images(samples))
+        np.save(args.npy, tensor_to_images(samples))
         written.append(Path(args.npy))
     print(
         f"{args.n} sprites with {args.sampler}-{steps} in {seconds:.1f} s on {device}: " + ", ".join(map(str, written))

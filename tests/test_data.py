@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import du, write_sprites
+from evaluation import tensor_to_images
 
 
 def test_dataset_reads_the_course_format(tmp_path):
@@ -35,7 +36,7 @@ def test_a_custom_transform_is_applied_per_item(tmp_path):
 
 def test_uint8_roundtrip_through_tensors():
     images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
-    assert np.array_equal(du.tensor_to_images(du.images_to_tensor(images)), images)
+    assert np.array_equal(tensor_to_images(du.images_to_tensor(images)), images)
 
 
 def test_missing_file_names_it(tmp_path):

@@ -316,8 +316,8 @@ def test_draw_sprites_calls_samplers_in_the_shared_shape(monkeypatch, schedule):
         callback(0, None)
         return torch.zeros(n_sample, 3, 16, 16), None, [0]
 
-    monkeypatch.setitem(du.SAMPLERS, "ddpm", fake_sampler)
-    monkeypatch.setitem(du.SAMPLERS, "ddim", fake_sampler)
+    monkeypatch.setitem(ev.SAMPLERS, "ddpm", fake_sampler)
+    monkeypatch.setitem(ev.SAMPLERS, "ddim", fake_sampler)
     out = ev.draw_sprites(None, schedule, 5, "ddpm", None, batch_size=3, progress=False)
     assert out.shape == (5, 3, 16, 16) and [c["steps"] for c in calls] == [None, None]
     assert [c["n"] for c in calls] == [3, 2] and all(c["save_rate"] is None for c in calls)

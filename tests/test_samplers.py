@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GaussianOracle, du
+from evaluation import SAMPLERS
 
 
 def gen(seed=0):
@@ -31,7 +32,7 @@ def test_ddim_is_deterministic_for_a_fixed_start(schedule, small_model):
 def test_samplers_with_the_ideal_model_land_on_the_data_distribution(schedule, sampler, kw):
     """x_0 ~ N(0.3, 0.5^2) per pixel: the samples must have that mean and spread."""
     oracle = GaussianOracle(schedule, mu=0.3, s=0.5, height=16)
-    x, _, _ = du.SAMPLERS[sampler](oracle, schedule, 64, generator=gen(3), progress=False, save_rate=None, **kw)
+    x, _, _ = SAMPLERS[sampler](oracle, schedule, 64, generator=gen(3), progress=False, save_rate=None, **kw)
     assert abs(x.mean().item() - 0.3) < 0.01
     assert abs(x.std().item() - 0.5) < 0.015
 
@@ -149,7 +150,7 @@ def test_a_single_context_vector_is_used_for_every_sprite(schedule, small_model)
 @pytest.mark.parametrize("context", [torch.zeros(3, 4), torch.zeros(2, 5), torch.zeros(6)])
 def test_a_context_that_does_not_fit_is_a_value_error(schedule, small_model, sampler, context):
     with pytest.raises(ValueError, match=r"context must have shape \(3, 5\)"):
-        du.SAMPLERS[sampler](small_model, schedule, 3, context=context, progress=False)
+        SAMPLERS[sampler](small_model, schedule, 3, context=context, progress=False)
 
 
 @pytest.mark.parametrize("n", [0, 501, 1.5])

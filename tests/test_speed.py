@@ -4,6 +4,7 @@ speed is measured in scripts/benchmark.py."""
 import pytest
 import torch
 from conftest import du
+from evaluation import SAMPLERS
 from speed import speed_up
 
 
@@ -64,7 +65,7 @@ def test_frozen_compiled_copy_draws_the_same_sprites_and_leaves_the_model_alone(
 
 
 @pytest.mark.parametrize("guided", [False, True])
-@pytest.mark.parametrize("name", sorted(du.SAMPLERS))
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_sampling_loops_never_wait_for_the_device(name, guided):
     """A model on the meta device stands in for a GPU: its tensors hold no values, so whatever would make
     the host wait for the device (``.item()``, ``if tensor:``, a copy to the host) raises instead. With no
@@ -73,10 +74,10 @@ def test_sampling_loops_never_wait_for_the_device(name, guided):
     schedule = du.DDPMSchedule(40, 1e-4, 0.02)  # short: every op on the meta device costs dispatch time
     kw = {"context": torch.eye(5)[[0, 3]], "guide_w": 2.0} if guided else {}
     kw |= {} if name == "ddpm" else {"steps": 10}
-    x, frames, _ = du.SAMPLERS[name](model, schedule, 2, save_rate=None, progress=False, **kw)
+    x, frames, _ = SAMPLERS[name](model, schedule, 2, save_rate=None, progress=False, **kw)
     assert x.device.type == "meta" and x.shape == (2, 3, 8, 8) and len(frames) == 0
     with pytest.raises(RuntimeError, match="meta"):
-        du.SAMPLERS[name](model, schedule, 2, save_rate=1, progress=False, **kw)
+        SAMPLERS[name](model, schedule, 2, save_rate=1, progress=False, **kw)
 
 
 def _failing_backend(graph_module, example_inputs):

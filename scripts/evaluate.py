@@ -7,15 +7,26 @@ Examples:
     python scripts/evaluate.py --sampler ddim --steps 25 --guidance 2
     python scripts/evaluate.py --weights runs/ctx/context_model_8.pth --sampler ddim --steps 25 \\
         --n-per-class 20 --n-fd 200                                 # a quick look at a snapshot
+    python scripts/evaluate.py --floors-only                        # the FD floors alone (no model, seconds)
+
+The defaults are the course's yardstick: 2,000 class sprites (400 per class) and 2,000 free
+sprites, every figure with a 95% interval. DDPM-500 at that size takes about half an hour on a
+laptop CPU; --n-per-class 100 --n-fd 1000 gives a quicker, rougher look.
 
 What it measures (code: scripts/evaluation.py):
   context accuracy  --n-per-class sprites drawn with each one-hot context (hero, non-hero, food,
                     spell, side-facing): the share a sprite classifier assigns to the class asked for.
   sprite FD         the Frechet distance between --n-fd sprites drawn without context and as many
                     held-out real sprites, in the classifier's penultimate features (FID's recipe
-                    for 16x16 sprites). Beside it the floor: the FD between two disjoint sets of real
-                    sprites, which is what a perfect model would get. Lower is better; FD / floor
-                    near 1 means "as close to the data as sampling noise allows".
+                    for 16x16 sprites). Lower is better. Beside it two floors, each the FD between
+                    two real sets of the same size:
+                      same drawings: two random sets. The sprites are shifts and mirrors of about
+                        1,550 renders, so both sets hold the same drawings: a model that copies
+                        the set would get this.
+                      new drawings: sets from two disjoint halves of the designs (a drawing and
+                        its skin-tone variants), class-balanced: what a model that draws new
+                        sprites of the same kind can hope for (needs data/sprite_designs_16x16.npy,
+                        written by make data).
   novelty           the share of all generated sprites that are near-copies of a training sprite
                     (RMS pixel difference below 0.05 to the nearest one, 1-pixel shifts and mirrors
                     forgiven). The point of the course is sprites that are not in the set.
@@ -76,10 +87,15 @@ def parse_args(argv=None):
         help="classifier-free guidance W for the class sprites (default 0); the FD sprites are unguided",
     )
     p.add_argument(
-        "--n-per-class", type=cli.positive_int, default=100, help="sprites per class for context accuracy (default 100)"
+        "--n-per-class", type=cli.positive_int, default=400, help="sprites per class for context accuracy (default 400)"
     )
     p.add_argument(
-        "--n-fd", type=cli.positive_int, default=1000, help="sprites drawn without context for the FD (default 1000)"
+        "--n-fd", type=cli.positive_int, default=2000, help="sprites drawn without context for the FD (default 2000)"
+    )
+    p.add_argument(
+        "--floors-only",
+        action="store_true",
+        help="only the two FD floors for --n-fd real sprites (no model, no sampling); JSON to --out-json",
     )
     p.add_argument("--no-fd", action="store_true", help="skip the sprite FD (and the sprites it needs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -106,9 +122,38 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def floors_only(args, progress: bool) -> int:
+    """--floors-only: the FD floors for --n-fd real sprites, printed and written as JSON."""
+    try:
+        classifier, card = evaluation.load_or_train_classifier(args.classifier, args.data, progress=progress)
+        images, labels = du.load_sprites(*du.sprite_files(args.data))
+        _, held_idx = evaluation.split_indices(len(images), card["split"]["held_out"], card["split"]["seed"])
+        designs = evaluation.load_designs(args.data)
+        floors, _ = evaluation.fd_floors(classifier, images, labels, designs, held_idx, args.n_fd, args.seed)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"evaluate.py: error: {err}", file=sys.stderr)
+        return 2
+    result = {"n": args.n_fd, "seed": args.seed, "classifier_path": repo_path(card["path"]), **floors}
+    interval = evaluation.format_interval
+    print(f"Sprite FD floors for two real sets of {args.n_fd} (seed {args.seed}):")
+    print(f"  same drawings (two random sets): {floors['real_floor']:.3f}{interval(floors['real_floor_ci95'])}")
+    if designs is None:
+        print("  new drawings: n/a (this sprite set records no designs; rebuild it with `make data`)")
+    else:
+        new, new_ci = floors["new_drawings_floor"], floors["new_drawings_floor_ci95"]
+        print(f"  new drawings (disjoint designs): {new:.3f}{interval(new_ci)}")
+    path = Path(args.out_json or du.REPO_ROOT / "runs" / "eval" / f"floors_n{args.n_fd}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     progress = not args.no_progress
+    if args.floors_only:
+        return floors_only(args, progress)
     try:
         weights = Path(args.weights)
         device = du.get_device(args.device)

@@ -428,12 +428,192 @@ def context_accuracy(classifier, images, requested, class_names: Sequence[str] =
         name: float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None
         for c, name in enumerate(class_names)
     }
+    correct = want == got
     return {
-        "overall": float((want == got).mean()) if len(want) else None,
+        "overall": float(correct.mean()) if len(want) else None,
+        "overall_ci95": accuracy_interval(correct) if len(want) else None,
         "per_class": per_class,
+        "per_class_ci95": {
+            name: accuracy_interval(correct[want == c]) if (want == c).any() else None
+            for c, name in enumerate(class_names)
+        },
         "n_per_class": {name: int(confusion[c].sum()) for c, name in enumerate(class_names)},
         "confusion": confusion.tolist(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The yardstick: 95% intervals, and a floor over disjoint designs
+#
+# The 60,000 sprites are shifts and mirrors of about 1,550 base renders, so two random real sets
+# share their drawings and their FD (the "same drawings" floor) is what a model that copies the
+# set would get. A model that draws new sprites is compared with the "new drawings" floor: real
+# sprites of one half of the designs (a drawing and its skin-tone variants) against real sprites
+# of the other half.
+# --------------------------------------------------------------------------------------------
+
+#: The builder's file of design ids, one per sprite (scripts/build_sprites.py).
+DESIGNS_FILE = "sprite_designs_16x16.npy"
+
+#: Bootstrap draws behind each interval.
+N_BOOTSTRAP = 1000
+
+
+def accuracy_interval(correct, level: float = 0.95, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> list[float]:
+    """A bootstrap percentile interval for the share of True in ``correct`` (N,) bool: [low, high].
+
+    The N sprites are drawn again with replacement ``n_boot`` times; the interval holds the
+    middle ``level`` of the shares. (For a share p of N it is close to p +- 1.96 sqrt(p (1 - p) / N).)
+    """
+    correct = np.asarray(correct, dtype=bool)
+    if correct.size == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    shares = correct[rng.integers(0, correct.size, size=(n_boot, correct.size))].mean(1)
+    tail = (1 - level) / 2
+    return [float(np.quantile(shares, tail)), float(np.quantile(shares, 1 - tail))]
+
+
+def fd_interval(feats_a, feats_b, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> list[float]:
+    """A normal bootstrap interval for ``frechet_distance(feats_a, feats_b)``: FD -+ z * SE, [low, high].
+
+    SE is the standard deviation of the FD over ``n_boot`` draws of both sets with replacement;
+    z = 1.96 for 95%. (Not the bootstrap percentiles: a set drawn with replacement repeats rows,
+    which shrinks its covariance and shifts every FD up, so the percentiles would miss the FD
+    itself; the spread is what the draws measure well.)
+    """
+    a, b = np.asarray(feats_a, dtype=np.float64), np.asarray(feats_b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = [
+        frechet_distance(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))]) for _ in range(n_boot)
+    ]
+    z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    fd, se = frechet_distance(a, b), float(np.std(draws, ddof=1))
+    return [max(fd - z * se, 0.0), fd + z * se]
+
+
+def load_designs(data_dir=None) -> np.ndarray | None:
+    """The design id of every sprite, (N,) int64, from ``sprite_designs_16x16.npy`` beside the set.
+
+    None when the set has no such file: the original course's sprites, or a set built before the
+    builder recorded designs (``make data`` rebuilds it).
+    """
+    sfile, _ = du.sprite_files(data_dir)
+    path = sfile.parent / DESIGNS_FILE
+    if sfile.name != du.OUR_SPRITES[0] or not path.exists():
+        return None
+    return np.load(path, allow_pickle=False).astype(np.int64)
+
+
+def design_halves(designs, classes, seed: int = 0) -> np.ndarray:
+    """Split the designs of every class in two halves: (N,) bool, True where a sprite's design is in half A.
+
+    designs, classes: (N,) ints, one per sprite. Per class, its designs in a random order
+    (``numpy.random.default_rng(seed)``) go to A and B in turn, so the halves differ by at most
+    one design per class, and no design is in both.
+    """
+    designs, classes = np.asarray(designs), np.asarray(classes)
+    in_a = np.zeros(designs.max() + 1, dtype=bool)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(classes):
+        order = rng.permutation(np.unique(designs[classes == c]))
+        in_a[order[0::2]] = True
+    return in_a[designs]
+
+
+def class_balanced(pool, classes, n: int, rng: np.random.Generator, what: str = "pool") -> np.ndarray:
+    """``n`` distinct indices from ``pool``, n // k of each of the k classes (the first n % k classes one more).
+
+    classes: (N,) class numbers of all sprites; a class with too few sprites in the pool is a ValueError.
+    """
+    pool, classes = np.asarray(pool), np.asarray(classes)
+    kinds = np.unique(classes)
+    picks = []
+    for i, c in enumerate(kinds):
+        want = n // len(kinds) + (i < n % len(kinds))
+        members = pool[classes[pool] == c]
+        if len(members) < want:
+            raise ValueError(
+                f"{what} has {len(members)} sprites of class {c}, {want} are needed; ask for fewer sprites (--n-fd)."
+            )
+        picks.append(rng.choice(members, size=want, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def new_drawings_sets(held_idx, designs, classes, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two class-balanced sets of ``n`` held-out sprites each, from disjoint halves of the designs."""
+    half_a = design_halves(designs, classes, seed)
+    held_idx = np.asarray(held_idx)
+    rng = np.random.default_rng(seed)
+    a = class_balanced(held_idx[half_a[held_idx]], classes, n, rng, "half A of the designs (held-out sprites)")
+    b = class_balanced(held_idx[~half_a[held_idx]], classes, n, rng, "half B of the designs (held-out sprites)")
+    return a, b
+
+
+def spread_interval(values, level: float = 0.95) -> list[float]:
+    """Where one measurement falls: mean -+ z * sd of ``values`` (one per seed), [low, high], low >= 0."""
+    values = np.asarray(values, dtype=np.float64)
+    z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    mean, sd = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return [max(mean - z * sd, 0.0), mean + z * sd]
+
+
+def fd_floors(
+    classifier, images, labels, designs, held_idx, n: int, seed: int = 0, n_seeds: int = 20
+) -> tuple[dict, np.ndarray]:
+    """The two floors of the sprite FD for sets of ``n`` held-out real sprites, each over ``n_seeds`` seeds.
+
+    - ``real_floor`` ("same drawings"): two disjoint random sets of held-out sprites. They share
+      their drawings (the set is shifts and mirrors of ~1,550 renders), so this is what a model
+      that reproduces the set's own drawings would get.
+    - ``new_drawings_floor``: two class-balanced sets from disjoint halves of the designs
+      (``new_drawings_sets``): what a model that draws new sprites of the same kind can hope for.
+      None when the set records no designs (``load_designs``).
+
+    Each floor is the mean over seeds ``seed .. seed + n_seeds - 1`` (new sets, and for the new
+    drawings a new split of the designs, at every seed), with ``spread_interval``: the range a
+    single floor measurement falls in 95% of the time. (A bootstrap of one pair of sets misses the
+    split's share of that spread.) The generated sprites are compared with the first set of seed
+    ``seed``'s same-drawings pair, returned as its features (n, D) beside the dict.
+    """
+    if 2 * n > len(held_idx):
+        raise ValueError(
+            f"n_fd = {n} needs 2 x {n} held-out real sprites for the FD and its floor; "
+            f"the held-out split has {len(held_idx)}."
+        )
+    held_idx = np.asarray(held_idx)
+    feats = predict_logits(classifier, images[held_idx], features=True)  # (len(held_idx), D), once
+    row = np.full(len(images), -1)
+    row[held_idx] = np.arange(len(held_idx))
+    same = []
+    for s in range(seed, seed + n_seeds):
+        order = np.random.default_rng(s).permutation(len(held_idx))
+        same.append(frechet_distance(feats[order[:n]], feats[order[n : 2 * n]]))
+        if s == seed:
+            f_a = feats[order[:n]]
+    floors = {
+        "real_floor": float(np.mean(same)),
+        "real_floor_ci95": spread_interval(same),
+        "new_drawings_floor": None,
+        "new_drawings_floor_ci95": None,
+        "new_drawings_designs": None,
+        "floor_seeds": n_seeds,
+    }
+    if designs is not None:
+        classes = _class_indices(labels)
+        new = []
+        for s in range(seed, seed + n_seeds):
+            set_a, set_b = new_drawings_sets(held_idx, designs, classes, n, s)
+            new.append(frechet_distance(feats[row[set_a]], feats[row[set_b]]))
+        halves = design_halves(designs, classes, seed)
+        names = list(du.CLASSES) if classes.max() < len(du.CLASSES) else [str(c) for c in np.unique(classes)]
+        floors["new_drawings_floor"] = float(np.mean(new))
+        floors["new_drawings_floor_ci95"] = spread_interval(new)
+        floors["new_drawings_designs"] = {
+            names[c]: [len(np.unique(designs[(classes == c) & half])) for half in (halves, ~halves)]
+            for c in np.unique(classes)
+        }
+    return floors, f_a
 
 
 def _as_uint8_hwc(images) -> np.ndarray:
@@ -656,7 +836,7 @@ def evaluate(
         raise ValueError(f"n_per_class must be a positive whole number, got {n_per_class!r}.")
     if isinstance(n_fd, bool) or int(n_fd) != n_fd or n_fd < 0 or n_fd == 1:
         raise ValueError(f"n_fd must be 0 (no FD) or a whole number >= 2, got {n_fd!r}.")
-    images, _ = du.load_sprites(*du.sprite_files(data_dir))
+    images, labels = du.load_sprites(*du.sprite_files(data_dir))
     t0 = time.time()
     if classifier is None:
         classifier, classifier_card = load_or_train_classifier(data_dir=data_dir, progress=progress)
@@ -699,18 +879,18 @@ def evaluate(
         unconditional = tensor_to_images(unconditional)
         seconds["sample_unconditional"] = time.time() - t0
         t0 = time.time()
-        real = held_idx[np.random.default_rng(seed).permutation(len(held_idx))[: 2 * n_fd]]
-        f_real_a = predict_logits(classifier, images[real[:n_fd]], features=True)
-        f_real_b = predict_logits(classifier, images[real[n_fd:]], features=True)
+        floors, f_real_a = fd_floors(classifier, images, labels, load_designs(data_dir), held_idx, n_fd, seed)
         f_gen = predict_logits(classifier, unconditional, features=True)
         f_cond = predict_logits(classifier, conditional, features=True)
-        floor = frechet_distance(f_real_a, f_real_b)
         fd_gen = frechet_distance(f_gen, f_real_a)
+        new_floor = floors["new_drawings_floor"]
         fd = {
             "n": n_fd,
             "generated": fd_gen,
-            "real_floor": floor,
-            "ratio": fd_gen / floor if floor > 0 else None,
+            "generated_ci95": fd_interval(f_gen, f_real_a, seed=seed),
+            **floors,
+            "ratio": fd_gen / floors["real_floor"] if floors["real_floor"] > 0 else None,
+            "ratio_new_drawings": fd_gen / new_floor if new_floor else None,
             "conditional": frechet_distance(f_cond, f_real_a) if len(f_cond) >= 2 else None,
             "n_conditional": len(f_cond),
             "feature_dim": int(f_gen.shape[1]),
@@ -761,11 +941,20 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def format_interval(interval, pct: bool = False) -> str:
+    """' (95%: 74.1-80.2%)' for an interval, '' when there is none (files written before intervals)."""
+    if not interval:
+        return ""
+    lo, hi = interval
+    return f" (95%: {100 * lo:.1f}-{100 * hi:.1f}%)" if pct else f" (95%: {lo:.2f}-{hi:.2f})"
+
+
 def evaluation_markdown(result: dict, title: str | None = None) -> str:
-    """The figures of an ``evaluate`` result as a markdown table (one measure per row)."""
+    """The figures of an ``evaluate`` result as a markdown table (one measure per row), with 95% intervals."""
     r = result
     head = title or "Sprite evaluation"
     guide = f", guidance {r['guide_w']:g}" if r["guide_w"] else ""
+    acc = r["context_accuracy"]
     lines = [
         f"### {head}",
         "",
@@ -773,17 +962,29 @@ def evaluation_markdown(result: dict, title: str | None = None) -> str:
         "",
         "| measure | value |",
         "| --- | --- |",
-        f"| context accuracy, overall ({r['n_conditional']} sprites) | {_pct(r['context_accuracy']['overall'])} |",
+        f"| context accuracy, overall ({r['n_conditional']} sprites) | {_pct(acc['overall'])}"
+        f"{format_interval(acc.get('overall_ci95'), pct=True)} |",
     ]
-    for name, share in r["context_accuracy"]["per_class"].items():
-        lines.append(f"| context accuracy, {name} | {_pct(share)} |")
+    for name, share in acc["per_class"].items():
+        interval = (acc.get("per_class_ci95") or {}).get(name)
+        lines.append(f"| context accuracy, {name} | {_pct(share)}{format_interval(interval, pct=True)} |")
     fd = r.get("fd")
     if fd:
         lines += [
-            f"| sprite FD, generated without context vs real (n = {fd['n']}) | {fd['generated']:.2f} |",
-            f"| sprite FD, real vs real floor (two disjoint sets of {fd['n']}) | {fd['real_floor']:.2f} |",
-            f"| FD / floor | {fd['ratio']:.1f} |" if fd["ratio"] is not None else "| FD / floor | n/a |",
+            f"| sprite FD, generated without context vs real (n = {fd['n']}) | {fd['generated']:.2f}"
+            f"{format_interval(fd.get('generated_ci95'))} |",
+            f"| floor, same drawings: two random real sets of {fd['n']} | {fd['real_floor']:.2f}"
+            f"{format_interval(fd.get('real_floor_ci95'))} |",
         ]
+        if fd.get("new_drawings_floor") is not None:
+            lines.append(
+                f"| floor, new drawings: real sets of {fd['n']} from disjoint halves of the designs | "
+                f"{fd['new_drawings_floor']:.2f}{format_interval(fd.get('new_drawings_floor_ci95'))} |"
+            )
+        ratios = f"{fd['ratio']:.1f} (same drawings)" if fd["ratio"] is not None else "n/a"
+        if fd.get("ratio_new_drawings") is not None:
+            ratios += f", {fd['ratio_new_drawings']:.2f} (new drawings)"
+        lines.append(f"| FD / floor | {ratios} |")
         if fd.get("conditional") is not None:
             n_pair = f"n = {fd['n_conditional']} vs {fd['n']}"
             lines.append(f"| sprite FD, class sprites vs real ({n_pair}) | {fd['conditional']:.2f} |")
@@ -793,8 +994,17 @@ def evaluation_markdown(result: dict, title: str | None = None) -> str:
         f"({nov['n_copies']} of {nov['n']}) |"
     )
     lines.append(f"| median distance to the nearest training sprite (RMS) | {nov['median_distance']:.3f} |")
-    acc = r["classifier"].get("held_out_accuracy")
-    lines.append(f"| judge: sprite classifier, held-out accuracy | {'n/a' if acc is None else f'{100 * acc:.2f}%'} |")
+    judge = r["classifier"].get("held_out_accuracy")
+    lines.append(
+        f"| judge: sprite classifier, held-out accuracy | {'n/a' if judge is None else f'{100 * judge:.2f}%'} |"
+    )
     secs = ", ".join(f"{k} {v:g}" for k, v in r["seconds"].items())
     lines += ["", f"Seconds: {secs}."]
+    if fd:
+        lines += [
+            "",
+            "The same-drawings floor compares two real sets that share their drawings (the sprites are shifts "
+            "and mirrors of the same renders): a model that copies the set gets near it. The new-drawings floor "
+            "compares real sprites of disjoint designs: what a model that draws new sprites can hope for.",
+        ]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,9 @@
 Each row reads one JSON file written by scripts/evaluate.py or the quality sweep of
 scripts/benchmark.py (docs/eval/): context accuracy, sprite FD (of the sprites drawn without
 context, so it is left blank for guided rows, whose FD sprites are the unguided ones) and the
-share of near-copies. tests/test_results_table.py fails when README.md's table differs.
+share of near-copies. A second table, the yardstick (docs/eval/yardstick/: 2,000 class sprites and
+2,000 free sprites, 95% intervals, both FD floors), reads the files written by the commands in
+docs/eval/yardstick/README.md. tests/test_results_table.py fails when README.md's tables differ.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ ROWS = [
 ]
 
 
+YARDSTICK_BEGIN = "<!-- yardstick table: written by scripts/results_table.py from docs/eval/yardstick/ -->"
+YARDSTICK_END = "<!-- end of yardstick table -->"
+
+#: The yardstick's rows (2,000 class sprites, 2,000 free sprites, 95% intervals): label, file in docs/eval/.
+YARDSTICK_ROWS = [
+    ("DDPM, 500 steps", "yardstick/ddpm500.json"),
+    ("DDIM, 25 steps", "yardstick/ddim25.json"),
+    ("DDIM, 25 steps", "yardstick/ddim25_guided2.json"),
+]
+
+
 def row_file(candidates: list[str]) -> Path:
     """The first of ``candidates`` (relative to docs/eval/) that exists."""
     for name in candidates:
@@ -60,8 +73,13 @@ def table() -> str:
     """The markdown table, one line per row, with a link to each row's file."""
     rows = evaluations()
     floor = rows[0][3]["fd"]["real_floor"]
+    n = rows[0][3]["fd"]["n"]
+    floors = f"same drawings {floor:.2f}"
+    new_floor = EVAL_DIR / f"floors_n{n}.json"
+    if new_floor.exists():
+        floors += f", new drawings {json.loads(new_floor.read_text())['new_drawings_floor']:.2f}"
     lines = [
-        f"| sampler | guidance | context accuracy | sprite FD (floor {floor:.2f}) | near-copies | file |",
+        f"| sampler | guidance | context accuracy | sprite FD (floors: {floors}) | near-copies | file |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for label, guided, path, r in rows:
@@ -79,11 +97,61 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def readme_table(readme: str) -> str:
+def yardstick_evaluations() -> list[tuple[str, Path, dict]]:
+    """(label, file, evaluation) for each yardstick file that has been written, in YARDSTICK_ROWS's order."""
+    out = []
+    for label, name in YARDSTICK_ROWS:
+        path = EVAL_DIR / name
+        if path.exists():
+            out.append((label, path, json.loads(path.read_text())))
+    if not out:
+        raise FileNotFoundError(f"No yardstick evaluation in {EVAL_DIR / 'yardstick'}: run the commands in its README.")
+    return out
+
+
+def _interval(r: list[float] | None, pct: bool) -> str:
+    if not r:
+        return ""
+    return f" ({100 * r[0]:.1f}-{100 * r[1]:.1f})" if pct else f" ({r[0]:.2f}-{r[1]:.2f})"
+
+
+def yardstick_table() -> str:
+    """The yardstick's markdown table: figures with 95% intervals, FD / new-drawings floor, and both floors."""
+    rows = yardstick_evaluations()
+    lines = [
+        "| sampler | guidance | context accuracy (95%) | sprite FD (95%) | FD / new-drawings floor | near-copies "
+        "| file |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for label, path, r in rows:
+        acc, fd = r["context_accuracy"], r["fd"]
+        guided = r["guide_w"] > 0
+        cells = [
+            label,
+            f"{r['guide_w']:g}",
+            f"{100 * acc['overall']:.1f}%{_interval(acc['overall_ci95'], True)}",
+            "" if guided else f"{fd['generated']:.2f}{_interval(fd['generated_ci95'], False)}",
+            "" if guided else f"{fd['ratio_new_drawings']:.2f}",
+            f"{100 * r['novelty']['share']:.1f}%",
+            f"[{path.stem}]({path.relative_to(REPO_ROOT).as_posix()})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    fd = rows[0][2]["fd"]
+    lines += [
+        "",
+        f"Floors for two real sets of {fd['n']}: same drawings {fd['real_floor']:.2f}"
+        f"{_interval(fd['real_floor_ci95'], False)} (two random sets, which share their drawings); new drawings "
+        f"{fd['new_drawings_floor']:.2f}{_interval(fd['new_drawings_floor_ci95'], False)} (sets from disjoint "
+        "halves of the designs).",
+    ]
+    return "\n".join(lines)
+
+
+def readme_table(readme: str, begin: str = BEGIN, end: str = END) -> str:
     """The table between the markers in README's text."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r} around its results table.")
-    return readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    if begin not in readme or end not in readme:
+        raise ValueError(f"README.md lacks the markers {begin!r} ... {end!r} around its results table.")
+    return readme.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
 def main(argv=None) -> int:
@@ -91,15 +159,16 @@ def main(argv=None) -> int:
     p.add_argument("--write", metavar="README", default=None, help="replace the table between the markers there")
     args = p.parse_args(argv)
     try:
-        text = table()
+        tables = [(table(), BEGIN, END), (yardstick_table(), YARDSTICK_BEGIN, YARDSTICK_END)]
         if args.write:
             path = Path(args.write)
-            readme = path.read_text()
-            old = readme_table(readme)
-            path.write_text(readme.replace(old, text, 1))
-            print(f"{'updated' if old != text else 'unchanged'}: {path}")
+            readme = original = path.read_text()
+            for text, begin, end in tables:
+                readme = readme.replace(readme_table(readme, begin, end), text, 1)
+            path.write_text(readme)
+            print(f"{'updated' if readme != original else 'unchanged'}: {path}")
         else:
-            print(text)
+            print("\n\n".join(text for text, _, _ in tables))
     except (FileNotFoundError, ValueError) as err:
         print(f"results_table.py: error: {err}", file=sys.stderr)
         return 2

@@ -88,7 +88,8 @@ def test_limit_takes_the_first_n_svgs_of_each_class(small_build):
 def test_two_builds_are_byte_identical(small_build, tmp_path):
     first, _ = small_build
     bs.build(tmp_path, limit=LIMIT, per_class=PER_CLASS, seed=0)
-    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", "sprites_manifest.json", "sprites_preview.png"):
+    names = ("sprites_16x16.npy", "sprite_labels_16x16.npy", "sprites_manifest.json", "sprites_preview.png")
+    for name in (*names, bs.DESIGNS_FILE, bs.DESIGN_TABLE_FILE):
         assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
@@ -102,7 +103,7 @@ def test_manifest_hashes_match_the_files(small_build):
     out, manifest = small_build
     on_disk = json.loads((out / "sprites_manifest.json").read_text(encoding="utf-8"))
     assert on_disk == manifest
-    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy"):
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", bs.DESIGNS_FILE, bs.DESIGN_TABLE_FILE):
         assert manifest["sha256"][name] == bs.sha256_of(out / name)
 
 
@@ -113,6 +114,46 @@ def test_manifest_records_versions_seed_and_attribution(small_build):
     assert manifest["seed"] == 0 and manifest["license"] == "CC BY-SA 4.0"
     assert manifest["attribution"].startswith("All emojis designed by OpenMoji")
     assert manifest["classes"] == ["hero", "non-hero", "food", "spell", "side-facing"]
+
+
+def test_design_key_drops_skin_tones_and_variation_selectors():
+    assert bs.design_key("1F9D9-1F3FB-200D-2642-FE0F") == bs.design_key("1F9D9-200D-2642-FE0F") == "1F9D9-200D-2642"
+    assert bs.design_key("1F385-1F3FF") == bs.design_key("1F385") == "1F385"
+    assert bs.design_key("1F9D9-200D-2640-FE0F") != bs.design_key("1F9D9-200D-2642-FE0F")  # woman / man mage
+
+
+def test_design_table_counts_the_skin_tones_of_a_drawing_as_one_design():
+    def source(code, name, label, tone=None):
+        return bs.Source(code, name, label, Path(f"{code}.svg"), tone)
+
+    sources = [
+        source("1F385", "santa", 0),
+        source("1F385-1F3FB", "santa:1F3FB", 0, "1F3FB"),
+        source("1F385-1F3FF", "santa:1F3FF", 0, "1F3FF"),
+        source("1F96A", "sandwich", 2),
+        source("1F9D9-1F3FD-200D-2642-FE0F", "man_mage:1F3FD", 0, "1F3FD"),
+    ]
+    base_design, table = bs.design_table(sources)
+    assert base_design.tolist() == [0, 0, 0, 2, 1]
+    assert [(d["name"], d["class"], d["bases"]) for d in table] == [
+        ("santa", "hero", 3),
+        ("man_mage", "hero", 1),
+        ("sandwich", "food", 1),
+    ]
+
+
+def test_every_sprite_has_the_design_of_its_base(small_build):
+    out, manifest = small_build
+    designs = np.load(out / bs.DESIGNS_FILE)
+    _, labels = _arrays(out)
+    table = json.loads((out / bs.DESIGN_TABLE_FILE).read_text(encoding="utf-8"))["designs"]
+    assert designs.shape == (len(labels),) and designs.dtype == np.int32
+    design_class = np.array([bs.CLASS_NAMES.index(d["class"]) for d in table])
+    np.testing.assert_array_equal(design_class[designs], labels.argmax(1))  # a design never crosses classes
+    assert sum(manifest["design_counts"].values()) == manifest["design_total"] == len(table)
+    assert set(np.unique(designs)) == set(range(len(table)))
+    for name in bs.CLASS_NAMES:
+        assert 1 <= manifest["design_counts"][name] <= manifest["base_counts"][name]
 
 
 def test_shrink_centres_the_drawing_with_a_one_pixel_margin():
@@ -159,7 +200,7 @@ def test_mirror_flips_left_right():
 def test_augment_uses_every_base_about_equally():
     bases = np.stack([np.full((16, 16, 3), 10 * k, dtype=np.uint8) for k in range(10)])
     labels = np.repeat(np.arange(N_CLASSES), 2)  # two flat-colour bases per class
-    images, out_labels = bs.augment(bases, labels, per_class=50, rng=np.random.default_rng(0))
+    images, out_labels, _ = bs.augment(bases, labels, per_class=50, rng=np.random.default_rng(0))
     centres = images[:, 8, 8, 0] // 10  # a shift of one pixel keeps the centre colour
     for k in range(10):
         assert (centres == k).sum() == 25
@@ -274,7 +315,7 @@ def test_a_small_build_refuses_to_replace_the_repos_data(monkeypatch, tmp_path, 
 def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
     out, manifest = small_build
     assert "limit" in bs.check(out)  # a quick build is not the default set
-    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy"):
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", bs.DESIGNS_FILE, bs.DESIGN_TABLE_FILE):
         (tmp_path / name).write_bytes((out / name).read_bytes())
     as_default = {**manifest, **bs.DEFAULT_SETTINGS}  # same files, recorded as a default build
     (tmp_path / "sprites_manifest.json").write_text(json.dumps(as_default))
@@ -282,4 +323,7 @@ def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
     images = np.load(tmp_path / "sprites_16x16.npy")
     np.save(tmp_path / "sprites_16x16.npy", images[::-1])  # same shape, other bytes
     assert "sha256" in bs.check(tmp_path)
+    np.save(tmp_path / "sprites_16x16.npy", images)
+    (tmp_path / bs.DESIGNS_FILE).unlink()  # a set built before designs were recorded is rebuilt by make data
+    assert "sprite_designs_16x16.npy is missing" in bs.check(tmp_path)
     assert "missing" in bs.check(tmp_path / "nowhere")

@@ -236,7 +236,8 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path, schedule, small_model):
     assert r["novelty"]["n"] == 13 and 0 <= r["novelty"]["share"] <= 1
     json.dumps(r)  # JSON-ready
     table = ev.evaluation_markdown(r)
-    assert "context accuracy, hero" in table and "real vs real floor" in table
+    assert "context accuracy, hero" in table and "floor, same drawings" in table
+    assert r["fd"]["new_drawings_floor"] is None and "floor, new drawings" not in table  # no designs file here
     again = ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=3, **kwargs)
     assert again["fd"]["generated"] == r["fd"]["generated"]  # seeded
     no_fd = ev.evaluate(small_model, schedule, "dpm", 2, n_per_class=1, n_fd=0, **kwargs)
@@ -247,6 +248,87 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path, schedule, small_model):
         ev.evaluate(small_model, schedule, "ddpm", 501, **kwargs)
     with pytest.raises(ValueError, match="sampler"):
         ev.evaluate(small_model, schedule, "euler", 20, **kwargs)
+
+
+# -- the yardstick: intervals and the new-drawings floor ------------------------------------
+
+
+def test_accuracy_interval_matches_the_normal_approximation():
+    correct = np.zeros(400, dtype=bool)
+    correct[:280] = True  # 70% of 400
+    lo, hi = ev.accuracy_interval(correct)
+    half = 1.96 * np.sqrt(0.7 * 0.3 / 400)  # 0.045
+    assert abs(lo - (0.7 - half)) < 0.01 and abs(hi - (0.7 + half)) < 0.01
+    assert ev.accuracy_interval(np.ones(50, dtype=bool)) == [1.0, 1.0]
+
+
+def test_fd_interval_has_the_spread_of_the_squared_mean_distance():
+    # Unit Gaussians whose means differ by mu: FD ~ ||m_a - m_b||^2 with m_a - m_b ~ N(mu, 2 I / n),
+    # whose standard deviation is sqrt(8 ||mu||^2 / n + 8 d / n^2) (the covariance part adds ~d^2 / n^2).
+    n, d = 2000, 4
+    rng = np.random.default_rng(0)
+    mu = np.array([1.0, 0, 0, 0])
+    a, b = rng.normal(size=(n, d)), rng.normal(size=(n, d)) + mu
+    lo, hi = ev.fd_interval(a, b)
+    fd = ev.frechet_distance(a, b)
+    assert lo < fd < hi and abs((hi + lo) / 2 - fd) < 1e-9  # centred on the FD itself
+    se = (hi - lo) / 2 / 1.96
+    assert 0.75 < se / np.sqrt(8 / n + 8 * d / n**2) < 1.25
+    assert lo < 1.0 < hi  # the true FD is 1
+
+
+def design_data(n_per_class=80, designs_per_class=6, seed=0):
+    """(designs, classes): class c's sprites use designs 10 c .. 10 c + designs_per_class - 1."""
+    rng = np.random.default_rng(seed)
+    classes = np.repeat(np.arange(5), n_per_class)
+    designs = 10 * classes + rng.integers(0, designs_per_class, len(classes))
+    return designs, classes
+
+
+def test_design_halves_split_every_class_and_share_no_design():
+    designs, classes = design_data()
+    half = ev.design_halves(designs, classes, seed=3)
+    for d in np.unique(designs):
+        assert len(set(half[designs == d])) == 1  # all sprites of a design on one side
+    for c in range(5):
+        a = len(np.unique(designs[(classes == c) & half]))
+        b = len(np.unique(designs[(classes == c) & ~half]))
+        assert a + b == 6 and abs(a - b) <= 1
+
+
+def test_new_drawings_sets_are_class_balanced_and_disjoint_in_designs():
+    designs, classes = design_data()
+    held = np.arange(0, len(designs), 2)
+    set_a, set_b = ev.new_drawings_sets(held, designs, classes, n=20, seed=1)
+    for s in (set_a, set_b):
+        assert len(s) == 20 and len(set(s)) == 20 and set(s) <= set(held)
+        assert np.bincount(classes[s], minlength=5).tolist() == [4] * 5
+    assert not set(designs[set_a]) & set(designs[set_b])
+    with pytest.raises(ValueError, match=r"half A of the designs.*--n-fd"):
+        ev.new_drawings_sets(held, designs, classes, n=500, seed=1)
+
+
+def test_evaluate_reports_both_floors_when_the_set_records_designs(tmp_path, schedule, small_model):
+    write_sprites(tmp_path, n=400)
+    labels = np.load(tmp_path / "sprite_labels_16x16.npy").argmax(1)
+    designs = 10 * labels + np.random.default_rng(0).integers(0, 4, len(labels))
+    np.save(tmp_path / ev.DESIGNS_FILE, designs.astype(np.int32))
+    torch.manual_seed(0)
+    classifier = ev.SpriteClassifier(width=4).eval()
+    card = {"split": {"held_out": 0.1, "seed": 0}, "held_out_accuracy": 0.5}
+    kwargs = dict(classifier=classifier, classifier_card=card, data_dir=tmp_path, batch_size=8, progress=False)
+    r = ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=2, n_fd=5, **kwargs)
+    fd, acc = r["fd"], r["context_accuracy"]
+    assert fd["new_drawings_floor"] >= 0 and fd["ratio_new_drawings"] == fd["generated"] / fd["new_drawings_floor"]
+    for key in ("generated", "real_floor", "new_drawings_floor"):
+        lo, hi = fd[key + "_ci95"]
+        assert lo <= fd[key] <= hi
+    assert acc["overall_ci95"][0] <= acc["overall"] <= acc["overall_ci95"][1]
+    assert set(acc["per_class_ci95"]) == set(du.CLASSES)
+    assert sum(sum(halves) for halves in fd["new_drawings_designs"].values()) == len(np.unique(designs))
+    table = ev.evaluation_markdown(r)
+    assert "floor, same drawings" in table and "floor, new drawings" in table and "(95%: " in table
+    json.dumps(r)
 
 
 # -- command line ----------------------------------------------------------------------------

@@ -38,6 +38,21 @@ def test_every_row_is_recorded_in_the_manifest(label, guided, candidates):
     )
 
 
+def test_readme_yardstick_table_is_the_one_built_from_the_yardstick_files():
+    shown = results_table.readme_table(README, results_table.YARDSTICK_BEGIN, results_table.YARDSTICK_END)
+    assert shown == results_table.yardstick_table(), (
+        "README.md's yardstick table differs from docs/eval/yardstick/: "
+        "run python scripts/results_table.py --write README.md"
+    )
+    assert "same drawings" in shown and "new drawings" in shown
+
+
+def test_every_yardstick_file_is_recorded_in_the_manifest():
+    for _, path, evaluation in results_table.yardstick_evaluations():
+        assert evaluation in MANIFEST["evaluation"], f"{path.name} is not in weights/MANIFEST.json"
+        assert evaluation["n_conditional"] >= 2000 and evaluation["fd"]["n"] >= 2000
+
+
 def test_the_manifests_per_file_figures_are_its_recorded_evaluations():
     for name, info in MANIFEST["files"].items():
         for evaluation in info["evaluation"]:

@@ -10,8 +10,8 @@ Examples:
     python scripts/evaluate.py --floors-only                        # the FD floors alone (no model, seconds)
 
 The defaults are the course's yardstick: 2,000 class sprites (400 per class) and 2,000 free
-sprites, every figure with a 95% interval. DDPM-500 at that size takes about half an hour on a
-laptop CPU; --n-per-class 100 --n-fd 1000 gives a quicker, rougher look.
+sprites, every figure with a 95% interval. DDPM-500 at that size takes from about 35 minutes to
+over an hour on a 2-core CPU; --n-per-class 100 --n-fd 1000 gives a quicker, rougher look.
 
 What it measures (code: scripts/evaluation.py):
   context accuracy  --n-per-class sprites drawn with each one-hot context (hero, non-hero, food,

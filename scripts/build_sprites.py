@@ -264,18 +264,8 @@ EXTRA_EMOJI: dict[str, tuple[int, str]] = {
 OPENMOJI_ADDITIONS: dict[str, tuple[int, str, str, str]] = {
     "1F480": (NON_HERO, "skull", "1F480", "smileys-emotion/face-negative, tagged monster"),
     "2620": (NON_HERO, "skull and crossbones", "1F480", "smileys-emotion/face-negative, tagged monster"),
-    "1F4A9": (
-        NON_HERO,
-        "pile of poo",
-        "1F4A9",
-        "smileys-emotion/face-costume (beside ogre, goblin, ghost), tagged monster",
-    ),
-    "1F608": (
-        NON_HERO,
-        "smiling face with horns",
-        "1F608",
-        "smileys-emotion/face-negative, tagged demon, devil, fantasy",
-    ),
+    "1F4A9": (NON_HERO, "pile of poo", "1F4A9", "smileys-emotion/face-costume (as ogre, ghost), tagged monster"),
+    "1F608": (NON_HERO, "smiling face with horns", "1F608", "smileys-emotion/face-negative, tagged demon, devil"),
     "1F47F": (NON_HERO, "angry face with horns", "1F608", "smileys-emotion/face-negative, tagged demon, devil, imp"),
     **{
         code: (NON_HERO, f"cat face, {mood}", "1F63A", "smileys-emotion/cat-face: a cat's face, as cat face is")
@@ -314,12 +304,7 @@ OPENMOJI_ADDITIONS: dict[str, tuple[int, str, str, str]] = {
     },
     "1FAAC": (SPELL, "hamsa", "1FAAC", "objects/other-object, tagged amulet, protection (as the nazar amulet)"),
     "1FAEF": (SPELL, "fight cloud", "1FAEF", "smileys-emotion/emotion, tagged boom, explosion (as collision)"),
-    "E20D": (
-        SPELL,
-        "black hole",
-        "E20D",
-        "extras-openmoji/travel-places, tagged interstellar (as comet, ringed planet)",
-    ),
+    "E20D": (SPELL, "black hole", "E20D", "extras-openmoji/travel-places, tagged interstellar (as comet, planet)"),
 }
 
 

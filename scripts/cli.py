@@ -35,6 +35,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """A whole number >= 0 (for counts where 0 means "skip this part")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
 def image_file(text: str) -> str:
     """A file name whose extension names an image format PIL can write (.png, .jpg, ...)."""
     from PIL import Image

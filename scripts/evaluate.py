@@ -16,6 +16,8 @@ over an hour on a 2-core CPU; --n-per-class 100 --n-fd 1000 gives a quicker, rou
 What it measures (code: scripts/evaluation.py):
   context accuracy  --n-per-class sprites drawn with each one-hot context (hero, non-hero, food,
                     spell, side-facing): the share a sprite classifier assigns to the class asked for.
+                    --n-per-class 0 skips it: a model trained without context (train.py without
+                    --context) follows no class, so only its FD and novelty mean something.
   sprite FD         the Frechet distance between --n-fd sprites drawn without context and as many
                     held-out real sprites, in the classifier's penultimate features (FID's recipe
                     for 16x16 sprites). Lower is better. Beside it two floors, each the FD between
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cli
 import evaluation
-from provenance import repo_path
+from provenance import repo_path, training_record
 from speed import speed_up
 
 import diffusion_utilities as du
@@ -87,7 +89,10 @@ def parse_args(argv=None):
         help="classifier-free guidance W for the class sprites (default 0); the FD sprites are unguided",
     )
     p.add_argument(
-        "--n-per-class", type=cli.positive_int, default=400, help="sprites per class for context accuracy (default 400)"
+        "--n-per-class",
+        type=cli.nonnegative_int,
+        default=400,
+        help="sprites per class for context accuracy (default 400; 0 skips it, for a model trained without context)",
     )
     p.add_argument(
         "--n-fd", type=cli.positive_int, default=2000, help="sprites drawn without context for the FD (default 2000)"
@@ -156,6 +161,13 @@ def main(argv=None) -> int:
         return floors_only(args, progress)
     try:
         weights = Path(args.weights)
+        record = training_record(weights)
+        if args.n_per_class and record is not None and not record["context"]:
+            print(
+                f"evaluate.py: warning: {weights} was trained without context ({record['source']}: context "
+                "false): it follows no class, so its context accuracy is chance. --n-per-class 0 skips it.",
+                file=sys.stderr,
+            )
         device = du.get_device(args.device)
         model = du.load_model(weights, device=device)
         model = speed_up(model, freeze=args.fast)  # channels_last; with --fast also compiled and frozen

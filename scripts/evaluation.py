@@ -812,7 +812,8 @@ def evaluate(
 
     1. Context accuracy: ``n_per_class`` sprites drawn with each one-hot context (and guidance
        ``guide_w``), judged by the sprite classifier (``load_or_train_classifier`` unless one is
-       given): the share classified as the class asked for, per class and overall.
+       given): the share classified as the class asked for, per class and overall. ``n_per_class``
+       0 skips it (a model trained without context follows none): ``context_accuracy`` is None.
     2. Sprite FD (skipped when ``n_fd`` is 0): ``frechet_distance`` in the classifier's
        penultimate features between ``n_fd`` unconditional sprites (context None) and ``n_fd``
        real sprites from the classifier's held-out split; beside it the floor, the FD between
@@ -832,10 +833,12 @@ def evaluate(
     start = time.time()
     seconds = {}
     n, _ = _sampler_steps(schedule, sampler, steps)
-    if isinstance(n_per_class, bool) or int(n_per_class) != n_per_class or n_per_class < 1:
-        raise ValueError(f"n_per_class must be a positive whole number, got {n_per_class!r}.")
+    if isinstance(n_per_class, bool) or int(n_per_class) != n_per_class or n_per_class < 0:
+        raise ValueError(f"n_per_class must be a whole number >= 0 (0: no context accuracy), got {n_per_class!r}.")
     if isinstance(n_fd, bool) or int(n_fd) != n_fd or n_fd < 0 or n_fd == 1:
         raise ValueError(f"n_fd must be 0 (no FD) or a whole number >= 2, got {n_fd!r}.")
+    if n_per_class == 0 and n_fd == 0:
+        raise ValueError("n_per_class and n_fd are both 0: nothing to measure; give at least one of them.")
     images, labels = du.load_sprites(*du.sprite_files(data_dir))
     t0 = time.time()
     if classifier is None:
@@ -857,17 +860,20 @@ def evaluate(
     seconds["classifier"] = time.time() - t0
 
     t0 = time.time()
-    requested = torch.arange(n_classes).repeat_interleave(n_per_class)
-    contexts = F.one_hot(requested, n_classes).float()
-    conditional = draw_sprites(
-        model, schedule, len(contexts), sampler, n, contexts, guide_w, seed, batch_size, progress, "class sprites"
-    )
-    conditional = tensor_to_images(conditional)  # judged as saved: clipped, rounded to uint8
-    seconds["sample_conditional"] = time.time() - t0
-    t0 = time.time()
-    names = list(du.CLASSES) if n_classes == len(du.CLASSES) else [str(c) for c in range(n_classes)]
-    acc = context_accuracy(classifier, conditional, requested, names)
-    seconds["context_accuracy"] = time.time() - t0
+    acc = None
+    conditional = np.zeros((0, *images.shape[1:]), dtype=np.uint8)
+    if n_per_class:
+        requested = torch.arange(n_classes).repeat_interleave(n_per_class)
+        contexts = F.one_hot(requested, n_classes).float()
+        conditional = draw_sprites(
+            model, schedule, len(contexts), sampler, n, contexts, guide_w, seed, batch_size, progress, "class sprites"
+        )
+        conditional = tensor_to_images(conditional)  # judged as saved: clipped, rounded to uint8
+        seconds["sample_conditional"] = time.time() - t0
+        t0 = time.time()
+        names = list(du.CLASSES) if n_classes == len(du.CLASSES) else [str(c) for c in range(n_classes)]
+        acc = context_accuracy(classifier, conditional, requested, names)
+        seconds["context_accuracy"] = time.time() - t0
 
     fd = None
     unconditional = conditional[:0]
@@ -881,7 +887,7 @@ def evaluate(
         t0 = time.time()
         floors, f_real_a = fd_floors(classifier, images, labels, load_designs(data_dir), held_idx, n_fd, seed)
         f_gen = predict_logits(classifier, unconditional, features=True)
-        f_cond = predict_logits(classifier, conditional, features=True)
+        f_cond = predict_logits(classifier, conditional, features=True) if len(conditional) >= 2 else None
         fd_gen = frechet_distance(f_gen, f_real_a)
         new_floor = floors["new_drawings_floor"]
         fd = {
@@ -891,29 +897,27 @@ def evaluate(
             **floors,
             "ratio": fd_gen / floors["real_floor"] if floors["real_floor"] > 0 else None,
             "ratio_new_drawings": fd_gen / new_floor if new_floor else None,
-            "conditional": frechet_distance(f_cond, f_real_a) if len(f_cond) >= 2 else None,
-            "n_conditional": len(f_cond),
+            "conditional": frechet_distance(f_cond, f_real_a) if f_cond is not None else None,
+            "n_conditional": len(conditional),
             "feature_dim": int(f_gen.shape[1]),
         }
         seconds["fd"] = time.time() - t0
 
     t0 = time.time()
     train = distinct_sprites(images)
-    nov_cond = novelty(conditional, train, distinct=True)
+    nov_cond = novelty(conditional, train, distinct=True) if len(conditional) else None
     nov_free = novelty(unconditional, train, distinct=True) if len(unconditional) else None
-    n_copies = nov_cond["n_copies"] + (nov_free["n_copies"] if nov_free else 0)
-    n_all = nov_cond["n"] + (nov_free["n"] if nov_free else 0)
+    parts = [x for x in (nov_cond, nov_free) if x]
+    n_copies, n_all = sum(x["n_copies"] for x in parts), sum(x["n"] for x in parts)
     novel = {
         "share": n_copies / n_all,
         "n_copies": n_copies,
         "n": n_all,
-        "share_conditional": nov_cond["share"],
+        "share_conditional": nov_cond["share"] if nov_cond else None,
         "share_unconditional": nov_free["share"] if nov_free else None,
-        "threshold": nov_cond["threshold"],
-        "median_distance": float(
-            np.median(np.concatenate([nov_cond["distances"], nov_free["distances"] if nov_free else []]))
-        ),
-        "n_train_distinct": nov_cond["n_train_distinct"],
+        "threshold": parts[0]["threshold"],
+        "median_distance": float(np.median(np.concatenate([x["distances"] for x in parts]))),
+        "n_train_distinct": parts[0]["n_train_distinct"],
     }
     seconds["novelty"] = time.time() - t0
     seconds["total"] = time.time() - start
@@ -962,12 +966,17 @@ def evaluation_markdown(result: dict, title: str | None = None) -> str:
         "",
         "| measure | value |",
         "| --- | --- |",
-        f"| context accuracy, overall ({r['n_conditional']} sprites) | {_pct(acc['overall'])}"
-        f"{format_interval(acc.get('overall_ci95'), pct=True)} |",
     ]
-    for name, share in acc["per_class"].items():
-        interval = (acc.get("per_class_ci95") or {}).get(name)
-        lines.append(f"| context accuracy, {name} | {_pct(share)}{format_interval(interval, pct=True)} |")
+    if acc is None:
+        lines.append("| context accuracy | not measured (n_per_class 0: a model without context) |")
+    else:
+        lines.append(
+            f"| context accuracy, overall ({r['n_conditional']} sprites) | {_pct(acc['overall'])}"
+            f"{format_interval(acc.get('overall_ci95'), pct=True)} |"
+        )
+        for name, share in acc["per_class"].items():
+            interval = (acc.get("per_class_ci95") or {}).get(name)
+            lines.append(f"| context accuracy, {name} | {_pct(share)}{format_interval(interval, pct=True)} |")
     fd = r.get("fd")
     if fd:
         lines += [

@@ -7,6 +7,7 @@ numbers come from with them.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +26,27 @@ def repo_path(path) -> str:
     """``path`` as written into reports: relative to the repository when inside it (no local paths)."""
     full = Path(path).resolve()
     return str(full.relative_to(REPO_ROOT)) if full.is_relative_to(REPO_ROOT) else str(path)
+
+
+def training_record(weights) -> dict | None:
+    """How ``weights`` was trained, from the files the project writes: ``{"context": bool, "source": str}``.
+
+    Looks for run.json beside the file (scripts/train.py writes one per run), then for the
+    file's sha256 in weights/MANIFEST.json. None when neither says. (The shipped
+    model_trained.pth is byte-identical to context_model_trained.pth, so the manifest
+    records it as trained with context: guidance works with it.)
+    """
+    weights = Path(weights)
+    run = weights.parent / "run.json"
+    manifest = REPO_ROOT / "weights" / "MANIFEST.json"
+    try:
+        if run.exists():
+            return {"context": bool(json.loads(run.read_text())["config"]["context"]), "source": str(run)}
+        if manifest.exists() and weights.exists():
+            info = json.loads(manifest.read_text())
+            digest = file_sha256(weights)
+            if any(f.get("sha256") == digest for f in info["files"].values()):
+                return {"context": bool(info["config"]["context"]), "source": str(manifest)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None

@@ -129,7 +129,7 @@ def yardstick_table() -> str:
         cells = [
             label,
             f"{r['guide_w']:g}",
-            f"{100 * acc['overall']:.1f}%{_interval(acc['overall_ci95'], True)}",
+            "n/a (no context)" if acc is None else f"{100 * acc['overall']:.1f}%{_interval(acc['overall_ci95'], True)}",
             "" if guided else f"{fd['generated']:.2f}{_interval(fd['generated_ci95'], False)}",
             "" if guided else f"{fd['ratio_new_drawings']:.2f}",
             f"{100 * r['novelty']['share']:.1f}%",

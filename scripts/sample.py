@@ -16,7 +16,6 @@ eps = (1 + W) eps(x, c) - W eps(x, 0).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import cli
 import numpy as np
 import torch
 from evaluation import SAMPLERS, tensor_to_images
-from provenance import file_sha256
+from provenance import training_record
 from speed import speed_up
 
 import diffusion_utilities as du
@@ -58,30 +57,6 @@ def parse_context(text: str | None, n_cfeat: int = 5) -> torch.Tensor | None:
         f"unknown --context {text!r}: use a class name ({', '.join(du.CLASSES)}), an index 0-{n_cfeat - 1}, "
         f"or {n_cfeat} comma-separated weights."
     )
-
-
-def training_record(weights) -> dict | None:
-    """How ``weights`` was trained, from the files the project writes: ``{"context": bool, "source": str}``.
-
-    Looks for run.json beside the file (scripts/train.py writes one per run), then for the
-    file's sha256 in weights/MANIFEST.json. None when neither says. (The shipped
-    model_trained.pth is byte-identical to context_model_trained.pth, so the manifest
-    records it as trained with context: guidance works with it.)
-    """
-    weights = Path(weights)
-    run = weights.parent / "run.json"
-    manifest = du.WEIGHTS_DIR / "MANIFEST.json"
-    try:
-        if run.exists():
-            return {"context": bool(json.loads(run.read_text())["config"]["context"]), "source": str(run)}
-        if manifest.exists() and weights.exists():
-            info = json.loads(manifest.read_text())
-            digest = file_sha256(weights)
-            if any(f.get("sha256") == digest for f in info["files"].values()):
-                return {"context": bool(info["config"]["context"]), "source": str(manifest)}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return None
 
 
 def parse_args(argv=None):

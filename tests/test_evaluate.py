@@ -242,6 +242,14 @@ def test_evaluate_end_to_end_on_a_tiny_model(tmp_path, schedule, small_model):
     assert again["fd"]["generated"] == r["fd"]["generated"]  # seeded
     no_fd = ev.evaluate(small_model, schedule, "dpm", 2, n_per_class=1, n_fd=0, **kwargs)
     assert no_fd["fd"] is None and no_fd["novelty"]["n"] == 5
+    free_only = ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=0, n_fd=3, **kwargs)  # no context
+    assert free_only["context_accuracy"] is None and free_only["n_conditional"] == 0
+    assert free_only["fd"]["generated"] == r["fd"]["generated"] and free_only["fd"]["conditional"] is None
+    assert free_only["novelty"]["n"] == 3 and free_only["novelty"]["share_conditional"] is None
+    table = ev.evaluation_markdown(free_only)
+    assert "context accuracy | not measured" in table and "context accuracy, hero" not in table
+    with pytest.raises(ValueError, match="nothing to measure"):
+        ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=0, n_fd=0, **kwargs)
     with pytest.raises(ValueError, match="held-out"):
         ev.evaluate(small_model, schedule, "ddim", 2, n_per_class=1, n_fd=4, **kwargs)
     with pytest.raises(ValueError, match="from 1 to T = 500"):  # DDPM takes 1..T steps (T: all of them)

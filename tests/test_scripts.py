@@ -58,6 +58,9 @@ def cli(tmp_path_factory):
         "unconditional guided": ("sample.py", ["--weights", unconditional, *one_step, *guided]),
         "conditional guided": ("sample.py", ["--weights", conditional / "model_trained.pth", *one_step, *guided]),
         "relative weights": ("sample.py", ["--weights", "weights/context_model_trained.pth"], elsewhere),
+        "evaluate unconditional": ("evaluate.py", ["--weights", unconditional, "--data", tmp / "no-data"]),
+        "evaluate nothing": ("evaluate.py", ["--weights", unconditional, "--no-fd", "--n-per-class", "0"]),
+        "evaluate negative": ("evaluate.py", ["--n-per-class", "-1"]),
     }
     results = run_scripts(list(cases.values()), tmp)
     return {"tmp": tmp, "elsewhere": elsewhere, **dict(zip(cases, results, strict=True))}
@@ -261,6 +264,14 @@ def test_context_and_guidance_on_unconditional_weights_warn(cli):
     assert "warning" in result.stderr and "without context" in result.stderr and "run.json" in result.stderr
     quiet = cli["conditional guided"]
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_evaluate_warns_that_a_model_without_context_follows_no_class(cli):
+    warned = cli["evaluate unconditional"]  # warned first, then stopped by the missing data folder
+    assert "warning" in warned.stderr and "--n-per-class 0 skips it" in warned.stderr
+    assert "no-data" in error_line(warned)
+    assert "nothing to measure" in error_line(cli["evaluate nothing"])
+    assert "--n-per-class" in error_line(cli["evaluate negative"]) and ">= 0" in error_line(cli["evaluate negative"])
 
 
 def test_the_shipped_model_trained_is_the_context_model_and_gets_no_warning():

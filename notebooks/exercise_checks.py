@@ -336,8 +336,14 @@ def check_sample_timesteps(fn) -> Verdict:
                 "with torch.randint."
             )
         t_big = _as_tensor(_call(fn, 3, T, torch.Generator().manual_seed(1)), (3,), f"batch_size = 3, T = {T}")
+        again = _as_tensor(_call(fn, n, small_T, torch.Generator().manual_seed(0)), (n,), "the same seed again")
     except _Answer as answer:
         return answer.verdict
+    if not torch.equal(again, t):
+        return mistake(
+            "two generators with the same seed gave different timesteps: pass the generator on to the torch "
+            "function that draws (torch.randint(..., generator=generator)), so a seeded run repeats exactly."
+        )
     low, high = int(t.min()), int(t.max())
     if low == 0:
         return mistake(
@@ -358,7 +364,7 @@ def check_sample_timesteps(fn) -> Verdict:
         return not_yet(f"with T = {small_T} your timesteps run over {low}..{high}; they must lie in 1..{small_T}.")
     share = torch.bincount(t.long(), minlength=small_T + 1)[1:].double() / n
     worst = int((share - 1 / small_T).abs().argmax())
-    if abs(float(share[worst]) - 1 / small_T) > 0.03:  # 6 standard deviations of a fair draw of 5000
+    if abs(float(share[worst]) - 1 / small_T) > 0.03:  # 7 standard deviations of a fair draw of 5000
         return not_yet(
             f"the timesteps are not uniform: with T = {small_T}, t = {worst + 1} came up {float(share[worst]):.1%} "
             f"of the time, where each value should come up about {1 / small_T:.0%}."
@@ -463,6 +469,14 @@ def check_drop_context(fn) -> Verdict:
                     )
                 return not_yet(f"at p = {p} the rows you kept differ from the input (mean ratio {ratio:.3f}).")
             shares[p] = float(zero_rows.double().mean())
+            if p > 0:
+                again = _as_tensor(_call(fn, c.clone(), p, torch.Generator().manual_seed(51)), c.shape, "again")
+                if not torch.equal(again, out):
+                    return mistake(
+                        "two generators with the same seed dropped different contexts: pass the generator on to "
+                        "the torch function that draws (torch.rand(..., generator=generator)), so a seeded run "
+                        "repeats exactly."
+                    )
         batch_fates = []  # small batches, to tell "one draw for the batch" from "never drops"
         gen = torch.Generator().manual_seed(52)
         for _ in range(200):
@@ -484,7 +498,7 @@ def check_drop_context(fn) -> Verdict:
             "(torch.rand(B)), not one for the whole batch."
         )
     for p in (0.1, 0.3):
-        if abs(shares[p] - p) > 0.03:  # about 6 standard deviations of a fair draw
+        if abs(shares[p] - p) > 0.03:  # 7 (p = 0.1) and 4.6 (p = 0.3) standard deviations of a fair draw
             return not_yet(f"at p = {p} you zeroed {shares[p]:.1%} of {n} contexts; expected about {p:.0%}.")
     return correct(
         "each sprite loses its whole context with probability p, and keeps it exactly otherwise, so one "
@@ -544,8 +558,9 @@ def check_guided_noise(fn) -> Verdict:
         verdict.message += (
             f" Counting: for {len(scales)} guided predictions of 5 sprites your function called the network "
             f"{counter.calls} times with {per_call:g} images each, {counter.rows} images in all. Guidance costs "
-            "two predictions per step; du's samplers make them one call on a doubled batch (2B images), so a "
-            "guided 25-step DDIM run is 25 calls on 2B images."
+            "two predictions per step, so a guided 25-step DDIM run sends 50 B images through the network: "
+            "50 calls on B images each (two per step), or, as du's samplers do it, 25 calls on a doubled batch "
+            "of 2B."
         )
     return verdict
 

@@ -308,6 +308,13 @@ def test_sample_timesteps_fractional_times_get_their_hint():
     assert_hint(ec.check_sample_timesteps(wrong), "whole numbers", "torch.randint")
 
 
+def test_sample_timesteps_that_ignore_the_generator_get_their_hint():
+    def wrong(batch_size, T, generator=None):
+        return torch.randint(1, T + 1, (batch_size,))  # the global generator: not repeatable
+
+    assert_hint(ec.check_sample_timesteps(wrong), "same seed", "generator=generator")
+
+
 def test_sample_timesteps_non_uniform_draw_gets_not_yet():
     def wrong(batch_size, T, generator=None):
         u = torch.rand(batch_size, generator=generator)
@@ -429,6 +436,13 @@ def test_drop_context_with_dropout_scaling_gets_its_hint():
         return c * keep / (1 - p)
 
     assert_hint(ec.check_drop_context(wrong), "1 / (1 - p)", "F.dropout")
+
+
+def test_drop_context_that_ignores_the_generator_gets_its_hint():
+    def wrong(c, p, generator=None):
+        return c * (torch.rand(c.shape[0], 1) >= p)  # the global generator: not repeatable
+
+    assert_hint(ec.check_drop_context(wrong), "same seed", "generator=generator")
 
 
 def test_drop_context_one_draw_for_the_batch_gets_its_hint():

@@ -111,14 +111,14 @@ def _compare(fn, probes, right, mistakes, meaning: str) -> Verdict:
     right(*args) / wrong(*args): the right answer and what each mistake would give, same shape.
     mistakes: list of (wrong, hint); the first mistake that matches fn on every probe wins.
     """
+    wants = [right(*args) for _, args in probes]  # before fn runs: fn gets copies, the probes stay as they are
     try:
         got = []
-        for labels, args in probes:
-            want = right(*args)
-            got.append(_as_tensor(_call(fn, *args), want.shape, " / ".join(dict.fromkeys(labels))))
+        for (labels, args), want in zip(probes, wants, strict=True):
+            copies = [a.clone() if torch.is_tensor(a) else a for a in args]
+            got.append(_as_tensor(_call(fn, *copies), want.shape, " / ".join(dict.fromkeys(labels))))
     except _Answer as answer:
         return answer.verdict
-    wants = [right(*args) for _, args in probes]
     if all(_close(g, w) for g, w in zip(got, wants, strict=True)):
         return correct(meaning)
     for wrong, hint in mistakes:
@@ -229,7 +229,7 @@ def check_perturb_input(fn) -> Verdict:
         (
             lambda x0, t, noise, _: _perturb(x0, t, noise, lambda t: a[t].sqrt(), lambda t: (1 - a[t]).sqrt()),
             "you used a_t, one step's share, where the jump from x_0 straight to x_t needs the product "
-            "ab_t = a_1 a_2 ... a_t (schedule.ab_t).",
+            "ab_t, the product of all a_s up to s = t (schedule.ab_t).",
         ),
         (
             lambda x0, t, noise, _: _perturb(
@@ -624,14 +624,14 @@ def check_ddim_step(fn) -> Verdict:
         _ddim,
         mistakes,
         "your step is schedule.denoise_ddim: eta = 0 is plain DDIM, eta = 1 with t_prev = t - 1 is the DDPM step "
-        "with the posterior variance, and eta in between mixes fresh noise into the DDIM jump.",
+        "with the posterior variance (for t >= 2), and eta in between mixes fresh noise into the DDIM jump.",
     )
 
 
 # =================================================================================================
 # Lesson 4, exercise 2: the DDIM sampling loop
 # =================================================================================================
-def _ddim_loop(x_T, n, time_scale=1 / T, steps=None, stop_early=False, ab_for_prev=False):
+def _ddim_loop(x_T, n, time_scale=1 / T, steps=None, stop_early=False):
     net, s = StandInNet(), SCHEDULE
     steps = s.step_sequence(n) if steps is None else steps
     if stop_early:
@@ -639,14 +639,25 @@ def _ddim_loop(x_T, n, time_scale=1 / T, steps=None, stop_early=False, ab_for_pr
     x = x_T
     for t, t_prev in pairwise(steps):
         eps = net(x, torch.full((x.shape[0],), t * time_scale))
-        x = s.denoise_ddim(x, t, t if ab_for_prev else t_prev, eps)
+        x = s.denoise_ddim(x, t, t_prev, eps)
+    return x
+
+
+def _strided_loop(x_T, n):
+    """The original course's DDIM loop: for t in range(T, 0, -(T // n)), t_prev = t - T // n (wraps below 0)."""
+    net, ab_t, stride = StandInNet(), SCHEDULE.ab_t, T // n
+    x = x_T
+    for t in range(T, 0, -stride):
+        eps = net(x, torch.full((x.shape[0],), t / T))
+        ab, ab_prev = ab_t[t], ab_t[t - stride]
+        x = ab_prev.sqrt() * (x - (1 - ab).sqrt() * eps) / ab.sqrt() + (1 - ab_prev).sqrt() * eps
     return x
 
 
 def check_ddim_sample(fn) -> Verdict:
     """fn(model, x_T, schedule, n) -> x_0 after n DDIM steps (eta = 0) over schedule.step_sequence(n)."""
     probes = []
-    for n, seed in [(1, 100), (5, 101), (25, 102)]:
+    for n, seed in [(1, 100), (5, 101), (15, 102)]:  # 15 does not divide T: step_sequence rounds
         probes.append(([f"n = {n} steps, sprite {i}" for i in range(2)], (_noise(2, 3, 4, 4, seed=seed), n)))
 
     def run(x_T, n):
@@ -668,9 +679,15 @@ def check_ddim_sample(fn) -> Verdict:
             "timesteps each (schedule.step_sequence(n)).",
         ),
         (
-            lambda x_T, n: _ddim_loop(x_T, n, ab_for_prev=True),
-            "your x_prev is rebuilt with ab_t instead of ab_prev = schedule.ab_t[t_prev], so every step lands "
-            "where it started and the sprite never leaves x_T.",
+            _strided_loop,
+            "your loop strides T // n timesteps, as the original course's does: right when n divides T, but for "
+            "n = 15 the strides of 33 end at t = 5, and the last t_prev = 5 - 33 is negative (it indexes ab_t from "
+            "the end). Take the timesteps from schedule.step_sequence(n), which rounds them and always ends at 0.",
+        ),
+        (
+            lambda x_T, n: x_T,  # also what a step rebuilt with ab_t instead of ab_prev gives
+            "your loop returned x_T unchanged: either a step's result is not kept (x = ... in the loop), or x_prev "
+            "is rebuilt with ab_t instead of ab_prev = schedule.ab_t[t_prev], so every step lands where it started.",
         ),
     ]
     return _compare(

@@ -627,9 +627,33 @@ def ddim_sample_own_stride(model, x_T, schedule, n):
     return x
 
 
-@pytest.mark.parametrize("fn", [ddim_sample_with_module_step, ddim_sample_own_stride])
-def test_ddim_sample_other_correct_solutions_pass(fn):
-    assert_correct(ec.check_ddim_sample(fn))
+def test_ddim_sample_other_correct_solution_passes():
+    assert_correct(ec.check_ddim_sample(ddim_sample_with_module_step))
+
+
+def test_ddim_sample_the_original_courses_stride_gets_its_hint_when_n_does_not_divide_T():
+    # right for n = 1 and 5 (divisors of T = 500), wrong for n = 15: the check probes all three
+    assert_hint(ec.check_ddim_sample(ddim_sample_own_stride), "T // n", "step_sequence")
+
+
+def test_ddim_sample_that_never_updates_x_gets_its_hint():
+    def wrong(model, x_T, schedule, n):
+        x = x_T
+        for t, t_prev in pairwise(schedule.step_sequence(n)):
+            schedule.denoise_ddim(x, t, t_prev, model(x, torch.full((len(x),), t / schedule.T)))
+        return x
+
+    assert_hint(ec.check_ddim_sample(wrong), "unchanged", "x = ... in the loop")
+
+
+def test_checks_compare_with_answers_from_untouched_inputs():
+    def in_place(model, x_T, schedule, n):  # right, but writes into the x_T it was given
+        x = x_T
+        for t, t_prev in pairwise(schedule.step_sequence(n)):
+            x.copy_(schedule.denoise_ddim(x, t, t_prev, model(x, torch.full((len(x),), t / schedule.T))))
+        return x
+
+    assert_correct(ec.check_ddim_sample(in_place))
 
 
 def test_ddim_sample_integer_time_gets_its_hint():
@@ -644,10 +668,10 @@ def test_ddim_sample_integer_time_gets_its_hint():
 
 def test_ddim_sample_stopping_before_zero_gets_its_hint():
     def wrong(model, x_T, schedule, n):
-        stride, x = schedule.T // n, x_T
-        for t in range(schedule.T, stride, -stride):
-            eps = model(x, torch.full((len(x),), t / schedule.T))
-            x = schedule.denoise_ddim(x, t, t - stride, eps)
+        steps, x = schedule.step_sequence(n), x_T
+        for k in range(n - 1):  # one pair short
+            eps = model(x, torch.full((len(x),), steps[k] / schedule.T))
+            x = schedule.denoise_ddim(x, steps[k], steps[k + 1], eps)
         return x
 
     assert_hint(ec.check_ddim_sample(wrong), "one jump early", "t_prev = 0")
@@ -672,4 +696,4 @@ def test_ddim_sample_ab_t_for_ab_prev_gets_its_hint():
             x = ab.sqrt() * (x - (1 - ab).sqrt() * eps) / ab.sqrt() + (1 - ab).sqrt() * eps
         return x
 
-    assert_hint(ec.check_ddim_sample(wrong), "ab_t instead of ab_prev")
+    assert_hint(ec.check_ddim_sample(wrong), "unchanged", "ab_t instead of ab_prev")

@@ -24,26 +24,24 @@ def device(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (``--steps 0`` is an error, never "the default")."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (``--steps 0`` is an error, never "the default")."""
+    return _whole_number(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
     """A whole number >= 0 (for counts where 0 means "skip this part")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def image_file(text: str) -> str:

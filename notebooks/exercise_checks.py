@@ -319,6 +319,13 @@ def check_ddpm_sample(fn) -> Verdict:
 # =================================================================================================
 # Lesson 2, exercise 1: a random timestep per image
 # =================================================================================================
+def _ignores_generator(what: str, draw: str) -> Verdict:
+    return mistake(
+        f"two generators with the same seed gave different {what}: pass the generator on to the torch function "
+        f"that draws ({draw}(..., generator=generator)), so a seeded run repeats exactly."
+    )
+
+
 def check_sample_timesteps(fn) -> Verdict:
     """fn(batch_size, T, generator) -> (batch_size,) whole numbers, uniform over 1..T."""
     n, small_T = 5000, 10
@@ -340,10 +347,7 @@ def check_sample_timesteps(fn) -> Verdict:
     except _Answer as answer:
         return answer.verdict
     if not torch.equal(again, t):
-        return mistake(
-            "two generators with the same seed gave different timesteps: pass the generator on to the torch "
-            "function that draws (torch.randint(..., generator=generator)), so a seeded run repeats exactly."
-        )
+        return _ignores_generator("timesteps", "torch.randint")
     low, high = int(t.min()), int(t.max())
     if low == 0:
         return mistake(
@@ -472,11 +476,7 @@ def check_drop_context(fn) -> Verdict:
             if p > 0:
                 again = _as_tensor(_call(fn, c.clone(), p, torch.Generator().manual_seed(51)), c.shape, "again")
                 if not torch.equal(again, out):
-                    return mistake(
-                        "two generators with the same seed dropped different contexts: pass the generator on to "
-                        "the torch function that draws (torch.rand(..., generator=generator)), so a seeded run "
-                        "repeats exactly."
-                    )
+                    return _ignores_generator("contexts dropped", "torch.rand")
         batch_fates = []  # small batches, to tell "one draw for the batch" from "never drops"
         gen = torch.Generator().manual_seed(52)
         for _ in range(200):

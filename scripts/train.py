@@ -6,6 +6,8 @@ Examples:
     python scripts/train.py --context --epochs 32 --out runs/ctx    # with context (10% dropped)
     python scripts/train.py --resume runs/ctx/checkpoint.pt         # continue exactly (same data, folder, recipe)
     python scripts/train.py --resume runs/ctx/checkpoint.pt --epochs 40   # ... for another length
+    python scripts/train.py --context --init weights/context_model_trained.pth --lr 4e-4 --epochs 8 --out runs/more
+                                          # a new run that starts from trained weights (new optimiser and schedule)
 
 Writes to --out: checkpoint.pt after every epoch (everything needed to resume),
 <prefix>_<epoch>.pth EMA snapshots every --save-every epochs, <prefix>_trained.pth at the end, loss_log.csv, and
@@ -79,6 +81,12 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=None, help="use only the first N sprites (quick trials)")
     p.add_argument("--out", default=None, help="output folder (default runs/train; on --resume: the run's own)")
     p.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (see above)")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="a new run starts from these weights (.pth, or a checkpoint.pt's EMA weights) instead of random ones; "
+        "the optimiser and the learning-rate schedule start afresh",
+    )
     p.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
     p.add_argument("--max-steps", type=int, default=None, help="stop (and save) after this many steps in all")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -169,6 +177,15 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
             if resume is not None:
                 if args.overwrite:
                     raise ValueError("--overwrite and --resume contradict each other: a resume continues the run.")
+                if args.init is not None:
+                    raise ValueError(
+                        "--init starts a new run from weights; a resume continues from its checkpoint. Give one."
+                    )
+            if args.init is not None and not Path(args.init).is_file():
+                raise FileNotFoundError(
+                    f"--init: no weights file at {args.init} (a .pth written by this script, e.g. "
+                    "weights/context_model_trained.pth, or a run's checkpoint.pt)."
+                )
                 config, notes = recipe_for_resume(args, ckpt)
                 data = ckpt.get("data") or {}
                 data_dir = args.data if args.data is not None else data.get("dir")
@@ -224,6 +241,8 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if args.init is not None:
+        run_info["init"] = {"path": args.init, "sha256": file_sha256(args.init)}
     run_json = out / RUN_JSON
     if resume is None and processes.is_main:  # written now, so a resumed run still knows the command that started it
         out.mkdir(parents=True, exist_ok=True)
@@ -244,8 +263,9 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
             compile=compile,
             data=data,
             processes=processes,
+            init=args.init,
         )
-    except ValueError as err:
+    except (FileNotFoundError, ValueError) as err:
         if processes.is_main:
             print(f"train.py: error: {err}", file=sys.stderr)
         return 2
@@ -269,6 +289,8 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
         first = json.loads(run_json.read_text())
         run_info["resumed_with"] = [*first.get("resumed_with", []), run_info["command"]]
         run_info["command"], run_info["started"] = first["command"], first["started"]
+        if "init" in first:
+            run_info["init"] = first["init"]
     run_json.write_text(json.dumps(run_info, indent=2) + "\n")
     if not result.finished:
         why = {"max_steps": "--max-steps reached"}.get(result.stopped_by, result.stopped_by)

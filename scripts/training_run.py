@@ -330,6 +330,7 @@ def run(
     compile: bool = False,
     data: dict | None = None,
     processes: Processes | None = None,
+    init=None,
 ) -> TrainResult:
     """Train a ContextUnet with ``config`` through ``du.train``, saving and resuming exactly.
 
@@ -342,7 +343,9 @@ def run(
     runs after every step, and returning True stops the run the same way. ``data``: what to
     record about the data's source (e.g. dir and limit) beside its hash. ``processes``: this
     process's place in a torchrun launch (default: one process); every process calls ``run``
-    with the same arguments and ``device`` its own (``Processes.device``).
+    with the same arguments and ``device`` its own (``Processes.device``). ``init``: a weights
+    file (``du.load_model``) a new run starts from instead of random weights; the optimiser and
+    the learning-rate schedule start afresh (a resume ignores it: its checkpoint has the weights).
     """
     processes = processes or Processes()
     ckpt = processes.from_main(load_checkpoint, resume) if resume is not None else None  # rank 0 reads it
@@ -380,6 +383,9 @@ def run(
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)  # in place: the same parameters
     model = processes.sync_batchnorm(model)
+    if init is not None and ckpt is None:
+        with processes.agree():
+            du.load_model(init, model).train()  # before the EMA copies the model
     state = du.TrainState.start(model, config.lr, config.ema_decay, config.seed)
     wall_before = 0.0
     note = _set_generators(state, ckpt, config.seed, processes)

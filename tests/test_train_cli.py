@@ -116,3 +116,42 @@ def test_the_run_json_keeps_the_first_command_and_lists_the_resumes(tmp_path, da
     assert "--max-steps 2" in info["command"] and len(info["resumed_with"]) == 1
     assert info["steps"] == 6 and info["n_images"] == 30
     assert du.load_model(out_dir / "context_model_trained.pth", model=du.ContextUnet(3, 8, 5, 16))
+
+
+def test_init_starts_a_new_run_from_the_weights_and_records_them(tmp_path, data_dir, capsys):
+    import json
+
+    first = tmp_path / "first"
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", first)
+    assert code == 0, err
+    weights = first / "context_model_trained.pth"
+    more = tmp_path / "more"
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", more, "--init", weights, "--max-steps", "1")
+    assert code == 0, err
+    ckpt = torch.load(more / "checkpoint.pt", weights_only=False)
+    start = torch.load(weights, weights_only=True)
+    assert ckpt["optimizer"]["state"][0]["step"] == 1  # a fresh optimiser: one step taken
+    # one Adam step at lr 1e-3 moves each weight by at most about lr: the run began at the given weights
+    names = [name for name, _ in du.ContextUnet(3, 8, 5, 16).named_parameters()]  # not the norms' running stats
+    assert all((ckpt["model"][k] - start[k]).abs().max() < 2e-3 for k in names)
+    fresh = tmp_path / "fresh"
+    main(capsys, *TINY, "--data", data_dir, "--out", fresh, "--max-steps", "1", "--seed", "1")
+    other = torch.load(fresh / "checkpoint.pt", weights_only=False)["model"]
+    assert any((other[k] - start[k]).abs().max() > 1e-2 for k in names)  # random start: far away
+    info = json.loads((more / "run.json").read_text())
+    assert info["init"]["path"] == str(weights) and len(info["init"]["sha256"]) == 64
+    main(capsys, "--resume", more / "checkpoint.pt", "--no-progress")
+    assert json.loads((more / "run.json").read_text())["init"] == info["init"]  # kept through a resume
+
+
+def test_init_refuses_a_missing_file_a_resume_and_another_architecture(tmp_path, data_dir, capsys):
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", tmp_path / "a", "--init", tmp_path / "no.pth")
+    assert code == 2 and "no.pth" in err and "Traceback" not in err
+    code, _, _ = main(capsys, *TINY, "--data", data_dir, "--out", tmp_path / "b", "--max-steps", "1")
+    wide = tmp_path / "wide.pth"
+    du.save_model(du.ContextUnet(3, 16, 5, 16), wide)
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", tmp_path / "c", "--init", wide)
+    assert code == 2 and "different architecture" in err
+    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+    code, _, err = main(capsys, "--resume", tmp_path / "b" / "checkpoint.pt", "--init", wide)
+    assert code == 2 and "--init starts a new run" in err

@@ -334,7 +334,7 @@ def check_sample_timesteps(fn) -> Verdict:
         if torch.is_tensor(t) and t.numel() == 1:
             return mistake(
                 "you drew one t for the whole batch: draw batch_size timesteps, one per image, so one batch "
-                "trains every noise level at once."
+                "trains many noise levels at once."
             )
         _as_tensor(t, (n,), f"batch_size = {n}, T = {small_T}")
         if t.dtype.is_floating_point or t.dtype == torch.bool:
@@ -362,7 +362,7 @@ def check_sample_timesteps(fn) -> Verdict:
     if bool((t == t[0]).all()):
         return mistake(
             "every image in the batch got the same t: draw batch_size timesteps, one per image, so one batch "
-            "trains every noise level at once."
+            "trains many noise levels at once."
         )
     if low < 1 or high > small_T or int(t_big.min()) < 1 or int(t_big.max()) > T:
         return not_yet(f"with T = {small_T} your timesteps run over {low}..{high}; they must lie in 1..{small_T}.")

@@ -181,11 +181,6 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
                     raise ValueError(
                         "--init starts a new run from weights; a resume continues from its checkpoint. Give one."
                     )
-            if args.init is not None and not Path(args.init).is_file():
-                raise FileNotFoundError(
-                    f"--init: no weights file at {args.init} (a .pth written by this script, e.g. "
-                    "weights/context_model_trained.pth, or a run's checkpoint.pt)."
-                )
                 config, notes = recipe_for_resume(args, ckpt)
                 data = ckpt.get("data") or {}
                 data_dir = args.data if args.data is not None else data.get("dir")
@@ -197,6 +192,11 @@ def train_in_process(args, argv: list[str], processes: Processes, device) -> int
                 if args.compile and not ckpt.get("compile", False):
                     notes.append("--compile: the run goes on compiled")
             else:
+                if args.init is not None and not Path(args.init).is_file():
+                    raise FileNotFoundError(
+                        f"--init: no weights file at {args.init} (a .pth written by this script, e.g. "
+                        "weights/context_model_trained.pth, or a run's checkpoint.pt)."
+                    )
                 given = {field: getattr(args, field) for _, field in RECIPE_OPTIONS if getattr(args, field) is not None}
                 config = TrainConfig(**given)
                 config.validate()

@@ -140,8 +140,10 @@ def test_init_starts_a_new_run_from_the_weights_and_records_them(tmp_path, data_
     assert any((other[k] - start[k]).abs().max() > 1e-2 for k in names)  # random start: far away
     info = json.loads((more / "run.json").read_text())
     assert info["init"]["path"] == str(weights) and len(info["init"]["sha256"]) == 64
-    main(capsys, "--resume", more / "checkpoint.pt", "--no-progress")
-    assert json.loads((more / "run.json").read_text())["init"] == info["init"]  # kept through a resume
+    code, _, err = main(capsys, "--resume", more / "checkpoint.pt", "--no-progress")
+    assert code == 0, err
+    resumed = json.loads((more / "run.json").read_text())
+    assert resumed["init"] == info["init"] and resumed["steps"] == 6  # kept through a resume that finished the run
 
 
 def test_init_refuses_a_missing_file_a_resume_and_another_architecture(tmp_path, data_dir, capsys):

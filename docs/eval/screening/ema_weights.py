@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Screening helper (docs/eval/screening/README.md, "The EMA and BatchNorm"): two variants of a run's final weights.
+
+    python docs/eval/screening/ema_weights.py runs/uncond_b50/checkpoint.pt
+    python docs/eval/screening/ema_weights.py weights/context_model_trained.pth --context 0.2 --out runs/bn_shipped
+
+From a checkpoint it writes beside it
+  raw_model_final.pth     the raw weights (what the optimiser ended with, no average), and
+  ema_bn_model_final.pth  the EMA weights with BatchNorm statistics measured again *for them*;
+from a .pth of EMA weights (a snapshot or a shipped file; give --context P, its context dropout, if the model
+was trained with context) only the second, as <out>/<its name>.
+
+Why the second: the EMA (diffusion_utilities.EMA) averages the weights but copies the BatchNorm running
+statistics from the raw model, so the averaged convolutions are normalised with statistics of other
+weights. Here the statistics are re-estimated as a plain average (momentum None) over --batches training
+batches of 100 sprites noised as in training (t ~ U{1..T}, contexts as the run trained them, dropped at
+its rate), seed 0. Both files are ordinary state dicts for scripts/evaluate.py --weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+import diffusion_utilities as du
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", type=Path, help="a train.py checkpoint.pt, or a .pth of EMA weights")
+    p.add_argument("--context", type=float, metavar="P", help="(.pth only) trained with context, dropped at rate P")
+    p.add_argument("--out", type=Path, help="(.pth only) the folder for the new file")
+    p.add_argument("--batches", type=int, default=200, help="batches of 100 for the BatchNorm statistics")
+    args = p.parse_args()
+    if args.weights.name == "checkpoint.pt":
+        ck = torch.load(args.weights, map_location="cpu", weights_only=False)
+        cfg, ema = ck["config"], ck["ema"]["model"]
+        folder = args.weights.parent
+        paths = {"raw": folder / "raw_model_final.pth", "bn": folder / "ema_bn_model_final.pth"}
+    else:
+        if args.out is None:
+            sys.exit("ema_weights.py: give --out (a folder) for a .pth")
+        cfg = {"timesteps": 500, "beta1": 1e-4, "beta2": 0.02, "context": args.context is not None}
+        cfg["context_drop"] = args.context
+        ema, ck = torch.load(args.weights, map_location="cpu", weights_only=True), None
+        paths = {"bn": args.out / args.weights.name}
+    for path in paths.values():
+        if path.exists():
+            sys.exit(f"ema_weights.py: {path} exists; delete it first to write it again")
+    if ck is not None:
+        torch.save(ck["model"], paths["raw"])
+
+    model = du.course_model()
+    model.load_state_dict(ema)
+    images, labels = du.load_sprites(*du.sprite_files())
+    x_all = du.images_to_tensor(images)
+    c_all = torch.as_tensor(labels, dtype=torch.float32)
+    schedule = du.DDPMSchedule(cfg["timesteps"], cfg["beta1"], cfg["beta2"])
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over all batches
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(args.batches):
+            idx = torch.randint(0, len(x_all), (100,), generator=g)
+            c = du.drop_context(c_all[idx], cfg["context_drop"], g) if cfg["context"] else None
+            du.diffusion_loss(model, schedule, x_all[idx], c, g)
+    paths["bn"].parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), paths["bn"])
+    print("wrote " + " and ".join(str(v) for v in paths.values()))
+
+
+if __name__ == "__main__":
+    main()

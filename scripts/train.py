@@ -41,7 +41,16 @@ import cli
 import torch
 from distributed import Processes
 from provenance import file_sha256
-from training_run import CHECKPOINT, RUN_JSON, TrainConfig, claim_out_dir, load_checkpoint, per_process_batch, run
+from training_run import (
+    CHANGEABLE_ON_RESUME,
+    CHECKPOINT,
+    RUN_JSON,
+    TrainConfig,
+    claim_out_dir,
+    load_checkpoint,
+    per_process_batch,
+    run,
+)
 
 import diffusion_utilities as du
 
@@ -56,6 +65,7 @@ RECIPE_OPTIONS = (
     ("--seed", "seed"),
     ("--save-every", "save_every"),
     ("--n-feat", "n_feat"),
+    ("--bn-batches", "bn_batches"),
 )
 
 
@@ -76,6 +86,12 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--save-every", type=int, help=f"snapshot the EMA weights every N epochs (default {d.save_every})")
     p.add_argument("--n-feat", type=int, help=f"width of the network (default {d.n_feat}, the course's)")
+    p.add_argument(
+        "--bn-batches",
+        type=int,
+        help="measure each snapshot's BatchNorm statistics for the EMA weights over N noised batches of 100 "
+        f"(0: keep the raw model's, as the EMA copies them; default {d.bn_batches})",
+    )
     p.add_argument("--device", type=cli.device, default="auto", help=cli.DEVICE_HELP)
     p.add_argument("--data", default=None, help="folder with the sprite .npy files (default: data/)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N sprites (quick trials)")
@@ -126,15 +142,15 @@ def recipe_for_resume(args, ckpt: dict) -> tuple[TrainConfig, list[str]]:
         given, was = getattr(args, field), getattr(config, field)
         if given is None or given == was:
             continue
-        if field in ("epochs", "save_every"):
+        if field in CHANGEABLE_ON_RESUME:
             setattr(config, field, given)
             notes.append(f"{option} changes from {was} to {given}")
         else:
             refused.append(f"{option} {given} (the run's is {was})")
     if refused:
         raise ValueError(
-            f"a resumed run keeps its recipe: {', '.join(refused)} cannot change; only --epochs and --save-every "
-            "can. Start a new run (another --out) to train with other options."
+            f"a resumed run keeps its recipe: {', '.join(refused)} cannot change; only --epochs, --save-every and "
+            "--bn-batches can. Start a new run (another --out) to train with other options."
         )
     data = ckpt.get("data") or {}
     if args.limit is not None and args.limit != data.get("limit"):

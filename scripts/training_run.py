@@ -8,7 +8,9 @@ lessons read; everything else happens in the loop's per-step callback or around 
   hash, written atomically. Resuming from it continues the same run exactly (the same
   losses and weights as a run that never stopped).
 - ``{prefix}_{epoch}.pth`` EMA snapshots every ``save_every`` epochs and after the last one,
-  ``{prefix}_trained.pth`` at the end, and ``loss_log.csv`` (step, epoch, loss, lr).
+  ``{prefix}_trained.pth`` at the end, and ``loss_log.csv`` (step, epoch, loss, lr). With
+  ``bn_batches`` > 0 a snapshot's BatchNorm statistics are measured again for the EMA weights
+  (``measure_batchnorm``) instead of being the raw model's; the checkpoint keeps the EMA as it is.
 - Ctrl-C or SIGTERM (``kill PID`` of a background run) stops the run after the current step
   and saves it; a second one stops at once without saving.
 - A folder that holds another run is refused unless the run resumes it or ``overwrite`` is set.
@@ -26,6 +28,7 @@ number of processes continues exactly, and one with another number re-seeds them
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import re
@@ -67,11 +70,14 @@ class TrainConfig:
     beta1: float = 1e-4
     beta2: float = 0.02
     n_feat: int = 64
+    bn_batches: int = 0
 
     def validate(self):
         for name in ("epochs", "batch_size", "save_every", "timesteps", "n_feat"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if int(self.bn_batches) < 0:
+            raise ValueError(f"TrainConfig.bn_batches must be >= 0 (0: keep the raw model's), got {self.bn_batches}.")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
         if not 0 <= self.context_drop <= 1:
@@ -81,8 +87,9 @@ class TrainConfig:
 
 
 #: Recipe fields a resumed run may change: the length (the learning rate then decays to 0 over
-#: the new total from where it is) and how often snapshots are written.
-CHANGEABLE_ON_RESUME = ("epochs", "save_every")
+#: the new total from where it is), how often snapshots are written and how their BatchNorm
+#: statistics are measured (neither touches the training itself).
+CHANGEABLE_ON_RESUME = ("epochs", "save_every", "bn_batches")
 
 
 @dataclasses.dataclass
@@ -106,6 +113,45 @@ class TrainResult:
     @property
     def interrupted(self) -> bool:
         return self.stopped_by in ("SIGINT", "SIGTERM")
+
+
+def measure_batchnorm(
+    model: torch.nn.Module,
+    schedule: du.DDPMSchedule,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    context_drop: float,
+    batches: int,
+    batch_size: int = 100,
+    seed: int = 0,
+) -> torch.nn.Module:
+    """A copy of ``model`` (in eval mode) whose BatchNorm running statistics are measured for its own weights.
+
+    Why: ``du.EMA`` averages the weights but copies the BatchNorm statistics from the raw model, an
+    average over its last few batches (momentum 0.1) of *other* weights. Here they are reset and
+    re-estimated as a plain average (momentum None) over ``batches`` batches of ``batch_size`` images
+    noised as in training (x_t for t ~ U{1..T}, contexts dropped at ``context_drop``; labels None:
+    no context), drawn from a generator seeded with ``seed``. ``model`` itself is left as it is.
+    images: (N, 3, H, W) in [-1, 1]; labels: (N, n_cfeat) or None.
+    """
+    model = copy.deepcopy(model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if batches < 1 or not norms:
+        return model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative (plain) average over all batches
+    generator = torch.Generator(images.device).manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            idx = torch.randint(0, len(images), (batch_size,), generator=generator, device=images.device)
+            c = du.drop_context(labels[idx], context_drop, generator) if labels is not None else None
+            du.diffusion_loss(model, schedule, images[idx], c, generator)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()
 
 
 def data_sha256(images: torch.Tensor, labels: torch.Tensor | None = None) -> str:
@@ -401,6 +447,7 @@ def run(
         model.compile()  # in place: the state dict keeps its names
     state.model = processes.wrap(model)  # du.train trains the wrapper; the EMA follows the model inside
     schedule = du.DDPMSchedule(config.timesteps, config.beta1, config.beta2, device=device)
+    images, labels = images.to(device), labels.to(device) if labels is not None else None
 
     log = LossLog(out_dir / LOSS_LOG if out_dir else None, keep_until=state.step)
     files: list = []
@@ -433,6 +480,24 @@ def run(
         }
         files.append(du.atomic_torch_save(checkpoint, out_dir / CHECKPOINT))
 
+    snapshots = {}  # step -> the EMA model as saved (its BatchNorm statistics measured once per step)
+
+    def snapshot() -> torch.nn.Module:
+        if config.bn_batches == 0:
+            return state.ema.model
+        if state.step not in snapshots:
+            snapshots.clear()
+            snapshots[state.step] = measure_batchnorm(
+                state.ema.model,
+                schedule,
+                images,
+                labels,
+                config.context_drop,
+                config.bn_batches,
+                seed=config.seed,
+            )
+        return snapshots[state.step]
+
     stop = {"by": None}
 
     def on_step(state: du.TrainState) -> bool:
@@ -443,7 +508,7 @@ def run(
         if state.step % steps_per_epoch == 0:  # the end of an epoch: snapshot and checkpoint
             log.flush()
             if out_dir is not None and (epoch % config.save_every == 0 or epoch == config.epochs - 1):
-                files.append(du.save_model(state.ema.model, out_dir / f"{prefix}_{epoch}.pth"))
+                files.append(du.save_model(snapshot(), out_dir / f"{prefix}_{epoch}.pth"))
             save_checkpoint()  # every epoch: a crash loses at most one epoch
         if callback is not None and callback(state):
             stop["by"] = "callback"
@@ -460,8 +525,8 @@ def run(
                 du.train(
                     state.model,
                     schedule,
-                    images.to(device),
-                    labels.to(device) if labels is not None else None,
+                    images,
+                    labels,
                     epochs=config.epochs,
                     batch_size=config.batch_size,
                     lr=config.lr,
@@ -475,7 +540,7 @@ def run(
     if saved_at[0] != state.step:
         save_checkpoint()  # stopped inside an epoch: keep the exact position
     if out_dir is not None and state.step == total_steps:
-        files.append(du.save_model(state.ema.model, out_dir / f"{prefix}_trained.pth"))
+        files.append(du.save_model(snapshot(), out_dir / f"{prefix}_trained.pth"))
     state.ema.model.eval()
     wall = wall_before + time.perf_counter() - t0
     epoch = state.step // steps_per_epoch

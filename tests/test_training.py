@@ -9,6 +9,7 @@ import csv
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 import training_run as tr
@@ -229,6 +230,57 @@ def test_ema_follows_the_moving_average_formula():
         d = min(0.9, (1 + k) / (10 + k))
         expected = d * expected
     assert ema.model.weight.item() == pytest.approx(expected, rel=1e-5)
+
+
+class NormOfTheInput(torch.nn.Module):
+    """A stand-in model whose only BatchNorm sees x_t itself, so its statistics have a closed form."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(3)
+
+    def forward(self, x, t, c=None):
+        return self.norm(x)
+
+
+def test_measured_batchnorm_statistics_match_the_closed_form_of_x_t():
+    # all-zero images: x_t = sqrt(1 - ab_t) eps, so E[x_t] = 0 and E[x_t^2] = mean over t ~ U{1..T} of (1 - ab_t)
+    schedule = du.DDPMSchedule()
+    ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 501))[1:]  # the course's alpha-bar for t = 1..500
+    images = torch.zeros(50, 3, 16, 16)
+    model = NormOfTheInput()
+    with torch.no_grad():
+        model.norm.running_mean.fill_(5.0)  # stale statistics, as copied from another model
+        model.norm.running_var.fill_(9.0)
+    measured = tr.measure_batchnorm(model, schedule, images, None, 0.0, batches=200)
+    expected_var = (1 - ab).mean()
+    # 20,000 draws of t: the standard error of the mean of (1 - ab_t) is about 0.0025
+    assert measured.norm.running_mean.abs().max().item() < 0.01
+    assert measured.norm.running_var.tolist() == pytest.approx([expected_var] * 3, abs=0.01)
+    assert measured.norm.momentum == 0.1 and not measured.training
+    assert model.norm.running_mean.tolist() == [5.0] * 3  # the model given is left as it is
+    # images of a constant 0.5: E[x_t] = 0.5 E[sqrt(ab_t)]
+    measured = tr.measure_batchnorm(model, schedule, torch.full((50, 3, 16, 16), 0.5), None, 0.0, batches=200)
+    assert measured.norm.running_mean.tolist() == pytest.approx([0.5 * np.sqrt(ab).mean()] * 3, abs=0.01)
+
+
+def test_snapshots_carry_measured_batchnorm_statistics_and_the_checkpoint_the_ema_as_it_is(tmp_path):
+    images, labels = tiny_set()
+    plain = tr.run(small_config(epochs=1), images, labels, out_dir=tmp_path / "a", progress=False)
+    measured = tr.run(small_config(epochs=1, bn_batches=3), images, labels, out_dir=tmp_path / "b", progress=False)
+    a = torch.load(tmp_path / "a" / "context_model_trained.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "context_model_trained.pth", weights_only=True)
+    key = "init_conv.conv1.1.running_mean"
+    assert torch.equal(a["init_conv.conv1.0.weight"], b["init_conv.conv1.0.weight"])  # the same EMA weights
+    assert torch.equal(a[key], plain.ema_model.state_dict()[key])  # bn_batches=0: the raw model's statistics
+    assert not torch.allclose(a[key], b[key])
+    again = tr.measure_batchnorm(
+        plain.ema_model, du.DDPMSchedule(), images, labels, 0.1, batches=3, seed=3
+    )  # what the run measured: its recipe's context dropout, batches and seed
+    assert torch.equal(again.state_dict()[key], b[key])
+    checkpoint = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert torch.equal(checkpoint["ema"]["model"][key], measured.ema_model.state_dict()[key])
+    assert torch.equal(checkpoint["ema"]["model"][key], a[key])
 
 
 def test_atomic_save_leaves_no_partial_file(tmp_path):

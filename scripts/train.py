@@ -11,10 +11,12 @@ Examples:
 
 Writes to --out: checkpoint.pt after every epoch (everything needed to resume),
 <prefix>_<epoch>.pth EMA snapshots every --save-every epochs, <prefix>_trained.pth at the end, loss_log.csv, and
-run.json (the command, data set hash, steps, wall time). Ctrl-C (or SIGTERM) stops after the current step, saves,
-and prints the command that resumes the run. A folder that holds another run is refused unless --resume or
---overwrite. On --resume the checkpoint gives the recipe, the data (folder, --limit; checked by hash) and the
-folder; --epochs and --save-every may change, other recipe options must match or are refused.
+run.json (the command, data set hash, steps, wall time). With --bn-batches N (e.g. 200) each snapshot's BatchNorm
+statistics are measured for the EMA weights over N noised batches (the EMA otherwise carries the raw model's).
+Ctrl-C (or SIGTERM) stops after the current step, saves, and prints the command that resumes the run. A folder
+that holds another run is refused unless --resume or --overwrite. On --resume the checkpoint gives the recipe,
+the data (folder, --limit; checked by hash) and the folder; --epochs, --save-every and --bn-batches may change,
+other recipe options must match or are refused.
 
 Under torchrun (e.g. torchrun --standalone --nproc_per_node=4 scripts/train.py --context --out runs/ctx4) the
 processes train one model data-parallel: --batch-size is the global batch, split over them (NCCL on CUDA, one

@@ -103,7 +103,18 @@ def test_documented_resume_commands_are_the_exact_ones():
         assert resumes, "no resume command documented"
         for path, rest in resumes:
             assert path.endswith("/checkpoint.pt") and path.rsplit("/", 1)[0] in outs, path
-            assert set(re.findall(r"--[\w-]+", rest)) <= {"--epochs", "--save-every"}, rest
+            assert set(re.findall(r"--[\w-]+", rest)) <= {"--epochs", "--save-every", "--bn-batches"}, rest
+
+
+def test_a_resume_may_change_how_snapshots_measure_batchnorm_but_not_the_training(tmp_path, data_dir, capsys):
+    out_dir = tmp_path / "run"
+    main(capsys, *TINY, "--data", data_dir, "--out", out_dir, "--max-steps", "2")
+    code, _, err = main(capsys, "--resume", out_dir / "checkpoint.pt", "--lr", "0.5", "--no-progress")
+    assert code == 2 and "only --epochs, --save-every and --bn-batches can" in err
+    code, out, err = main(capsys, "--resume", out_dir / "checkpoint.pt", "--bn-batches", "2", "--no-progress")
+    assert code == 0 and "--bn-batches changes from 0 to 2" in out, err
+    code, _, err = main(capsys, *TINY, "--data", data_dir, "--out", tmp_path / "other", "--bn-batches", "-1")
+    assert code == 2 and "bn_batches must be >= 0" in err
 
 
 def test_the_run_json_keeps_the_first_command_and_lists_the_resumes(tmp_path, data_dir, capsys):

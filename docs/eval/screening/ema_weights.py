@@ -12,9 +12,9 @@ was trained with context) only the second, as <out>/<its name>.
 
 Why the second: the EMA (diffusion_utilities.EMA) averages the weights but copies the BatchNorm running
 statistics from the raw model, so the averaged convolutions are normalised with statistics of other
-weights. Here the statistics are re-estimated as a plain average (momentum None) over --batches training
-batches of 100 sprites noised as in training (t ~ U{1..T}, contexts as the run trained them, dropped at
-its rate), seed 0. Both files are ordinary state dicts for scripts/evaluate.py --weights.
+weights. Here the statistics are re-estimated with scripts/training_run.measure_batchnorm (what
+train.py --bn-batches now does for every snapshot): a plain average over --batches training batches of
+100 sprites noised as in training, seed 0. Both files are ordinary state dicts for evaluate.py --weights.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+
+import training_run
 
 import diffusion_utilities as du
 
@@ -58,20 +61,10 @@ def main() -> None:
     model = du.course_model()
     model.load_state_dict(ema)
     images, labels = du.load_sprites(*du.sprite_files())
-    x_all = du.images_to_tensor(images)
-    c_all = torch.as_tensor(labels, dtype=torch.float32)
+    c_all = torch.as_tensor(labels, dtype=torch.float32) if cfg["context"] else None
     schedule = du.DDPMSchedule(cfg["timesteps"], cfg["beta1"], cfg["beta2"])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over all batches
-    model.train()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _ in range(args.batches):
-            idx = torch.randint(0, len(x_all), (100,), generator=g)
-            c = du.drop_context(c_all[idx], cfg["context_drop"], g) if cfg["context"] else None
-            du.diffusion_loss(model, schedule, x_all[idx], c, g)
+    drop = cfg["context_drop"] if cfg["context"] else 0.0
+    model = training_run.measure_batchnorm(model, schedule, du.images_to_tensor(images), c_all, drop, args.batches)
     paths["bn"].parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), paths["bn"])
     print("wrote " + " and ".join(str(v) for v in paths.values()))

@@ -134,7 +134,7 @@ def measure_batchnorm(
     no context), drawn from a generator seeded with ``seed``. ``model`` itself is left as it is.
     images: (N, 3, H, W) in [-1, 1]; labels: (N, n_cfeat) or None.
     """
-    model = copy.deepcopy(model)
+    model = plain_batchnorm(copy.deepcopy(model))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if batches < 1 or not norms:
         return model.eval()
@@ -152,6 +152,22 @@ def measure_batchnorm(
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return model.eval()
+
+
+def plain_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every SyncBatchNorm (NCCL runs) replaced, in place, by a BatchNorm2d of the same state.
+
+    A SyncBatchNorm in training mode averages over all processes; rank 0 measuring statistics alone
+    would wait for the others forever.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.SyncBatchNorm):
+            plain = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine)
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain.to(child.running_mean.device))
+        else:
+            plain_batchnorm(child)
+    return module
 
 
 def data_sha256(images: torch.Tensor, labels: torch.Tensor | None = None) -> str:

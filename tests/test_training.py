@@ -5,6 +5,7 @@ resumed run equals one that never stopped, and the pieces (context dropout, EMA,
 checkpoints) do what they say. The command line (scripts/train.py) is tested in test_train_cli.py.
 """
 
+import copy
 import csv
 import os
 import signal
@@ -262,6 +263,19 @@ def test_measured_batchnorm_statistics_match_the_closed_form_of_x_t():
     # images of a constant 0.5: E[x_t] = 0.5 E[sqrt(ab_t)]
     measured = tr.measure_batchnorm(model, schedule, torch.full((50, 3, 16, 16), 0.5), None, 0.0, batches=200)
     assert measured.norm.running_mean.tolist() == pytest.approx([0.5 * np.sqrt(ab).mean()] * 3, abs=0.01)
+
+
+def test_batchnorm_is_measured_without_syncing_processes():
+    # NCCL runs train with SyncBatchNorm; rank 0 measures alone, so its copy must hold plain BatchNorm
+    images, labels = tiny_set()
+    model = du.ContextUnet(3, 8, 5, 16)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    measured = tr.measure_batchnorm(synced, du.DDPMSchedule(), images, labels, 0.1, batches=2)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in measured.modules())
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())  # the model given is unchanged
+    plain = tr.measure_batchnorm(model, du.DDPMSchedule(), images, labels, 0.1, batches=2)
+    for (k, a), b in zip(plain.state_dict().items(), measured.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
 
 
 def test_snapshots_carry_measured_batchnorm_statistics_and_the_checkpoint_the_ema_as_it_is(tmp_path):

@@ -20,6 +20,7 @@ train.py --bn-batches now does for every snapshot): a plain average over --batch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -48,8 +49,8 @@ def main() -> None:
     else:
         if args.out is None:
             sys.exit("ema_weights.py: give --out (a folder) for a .pth")
-        cfg = {"timesteps": 500, "beta1": 1e-4, "beta2": 0.02, "context": args.context is not None}
-        cfg["context_drop"] = args.context
+        context = args.context is not None  # the course's schedule (TrainConfig's defaults)
+        cfg = dataclasses.asdict(training_run.TrainConfig(context=context, context_drop=args.context or 0.0))
         ema, ck = torch.load(args.weights, map_location="cpu", weights_only=True), None
         paths = {"bn": args.out / args.weights.name}
     for path in paths.values():
@@ -63,8 +64,8 @@ def main() -> None:
     images, labels = du.load_sprites(*du.sprite_files())
     c_all = torch.as_tensor(labels, dtype=torch.float32) if cfg["context"] else None
     schedule = du.DDPMSchedule(cfg["timesteps"], cfg["beta1"], cfg["beta2"])
-    drop = cfg["context_drop"] if cfg["context"] else 0.0
-    model = training_run.measure_batchnorm(model, schedule, du.images_to_tensor(images), c_all, drop, args.batches)
+    x_all = du.images_to_tensor(images)
+    model = training_run.measure_batchnorm(model, schedule, x_all, c_all, cfg["context_drop"], args.batches)
     paths["bn"].parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), paths["bn"])
     print("wrote " + " and ".join(str(v) for v in paths.values()))

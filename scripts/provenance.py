@@ -32,9 +32,9 @@ def training_record(weights) -> dict | None:
     """How ``weights`` was trained, from the files the project writes: ``{"context": bool, "source": str}``.
 
     Looks for run.json beside the file (scripts/train.py writes one per run), then for the
-    file's sha256 in weights/MANIFEST.json. None when neither says. (The shipped
-    model_trained.pth is byte-identical to context_model_trained.pth, so the manifest
-    records it as trained with context: guidance works with it.)
+    file's sha256 in weights/MANIFEST.json: a file the manifest marks ``"run": "unconditional"``
+    was made by the run recorded under its ``unconditional`` key, any other by the run at its top
+    level. None when neither says.
     """
     weights = Path(weights)
     run = weights.parent / "run.json"
@@ -45,8 +45,10 @@ def training_record(weights) -> dict | None:
         if manifest.exists() and weights.exists():
             info = json.loads(manifest.read_text())
             digest = file_sha256(weights)
-            if any(f.get("sha256") == digest for f in info["files"].values()):
-                return {"context": bool(info["config"]["context"]), "source": str(manifest)}
+            for f in info["files"].values():
+                if f.get("sha256") == digest:
+                    made_by = info["unconditional"] if f.get("run") == "unconditional" else info
+                    return {"context": bool(made_by["config"]["context"]), "source": str(manifest)}
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return None

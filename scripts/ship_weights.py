@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """Copy the finished training run's weights into weights/ and write weights/MANIFEST.json.
 
-    python scripts/ship_weights.py --run runs/ctx --snapshots 0 4 8 --eval docs/eval_*.json
+    python scripts/ship_weights.py --run runs/ctx --uncond-run runs/uncond --snapshots 0 4 8 --eval docs/eval_*.json
 
-Copies <run>/<prefix>_trained.pth to weights/context_model_trained.pth and
-weights/model_trained.pth (the context model with a zero context is the unconditional model),
-and <run>/<prefix>_<epoch>.pth to weights/model_<epoch>.pth for the chosen epochs plus the
-last one. The manifest records, per file: sha256, size, the training command, the data set's
-sha256, steps, epochs, images seen, final loss, wall time, machine, and the evaluation figures
-found in the --eval JSON files (written by scripts/evaluate.py). Also copies the loss log.
+Copies <run>/context_model_trained.pth to weights/context_model_trained.pth (lessons 3-4), and
+the unconditional run's model_trained.pth to weights/model_trained.pth and its model_<epoch>.pth
+to weights/model_<epoch>.pth for the chosen epochs plus the last one (lessons 1-2). Without
+--uncond-run, model_trained.pth and the snapshots come from --run (a context model with a zero
+context draws unconditionally). The manifest records the training run (command, recipe, the data
+set's sha256, steps, epochs, images seen, final loss, wall time, machine) at its top level for
+--run and under "unconditional" for --uncond-run, and per file: sha256, size, which run made it
+and the evaluation figures found in the --eval JSON files (written by scripts/evaluate.py). Also
+copies the loss logs: the snapshots' run's to loss_log.csv (lesson 2 plots it), the context run's
+to context_loss_log.csv when the two differ.
 
     python scripts/ship_weights.py --refresh-eval docs/eval/sweep/*.json docs/eval/final_*.json ...
 
@@ -55,9 +59,45 @@ def refresh_evaluations(out: Path, eval_files: list[Path]) -> int:
     return 0
 
 
+RECORD_KEYS = ("command", "resumed_with", "note", "config", "dataset", "dataset_sha256", "labels_sha256", "n_images")
+
+
+def finished_run(run: Path) -> dict:
+    """``run``/run.json of a finished scripts/train.py run; SystemExit with a clear message otherwise."""
+    try:
+        info = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(
+            f"ship_weights.py: error: {run} has no readable run.json ({e}); give a train.py output folder"
+        ) from None
+    if info.get("interrupted") or not info.get("steps"):
+        raise SystemExit(f"ship_weights.py: error: {run} is not a finished run (see its run.json)")
+    return info
+
+
+def run_record(info: dict) -> dict:
+    """What the manifest says about one training run, from its run.json."""
+    record = {key: info.get(key) for key in RECORD_KEYS}
+    record["resumed_with"] = record["resumed_with"] or []
+    record.update(
+        steps=info["steps"],
+        epochs=info["epochs_done"],
+        images_seen=info["images_seen"],
+        final_loss=info["final_loss"],
+        wall_time_s=info["wall_time_s"],
+        machine=info["machine"],
+        device=info["device"],
+        torch=info["torch"],
+    )
+    return record
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", help="a finished scripts/train.py output folder")
+    p.add_argument("--run", help="a finished scripts/train.py output folder (the context model)")
+    p.add_argument(
+        "--uncond-run", help="a finished run without context: model_trained.pth and the snapshots come from it"
+    )
     p.add_argument(
         "--refresh-eval",
         nargs="+",
@@ -73,60 +113,67 @@ def main(argv=None) -> int:
     if args.refresh_eval:
         return refresh_evaluations(Path(args.out), [Path(e) for e in args.refresh_eval])
     run, out = Path(args.run), Path(args.out)
-    info = json.loads((run / "run.json").read_text())
-    if info.get("interrupted") or info["steps"] == 0:
-        print(f"ship_weights.py: error: {run} is not a finished run (see its run.json)", file=sys.stderr)
-        return 2
-    prefix = "context_model" if info["config"]["context"] else "model"
-    last = info["config"]["epochs"] - 1
-    steps_per_epoch = info["steps"] // info["config"]["epochs"]
+    info = finished_run(run)
+    uncond = Path(args.uncond_run) if args.uncond_run else None
+    uncond_info = finished_run(uncond) if uncond else None
+    if uncond and not info["config"]["context"]:
+        p.error(f"--run {run} was trained without context; with --uncond-run, --run is the context model")
+    if uncond and uncond_info["config"]["context"]:
+        p.error(f"--uncond-run {uncond} was trained with context; give a run made without --context")
+    if uncond and info["dataset_sha256"] != uncond_info["dataset_sha256"]:
+        p.error(f"{run} and {uncond} were trained on different data sets (see their run.json)")
+    snap_run, snap_info = (uncond, uncond_info) if uncond else (run, info)
+    runs = {run: ("context" if uncond else None, info), snap_run: ("unconditional" if uncond else None, snap_info)}
+
+    def prefix(r):
+        return "context_model" if runs[r][1]["config"]["context"] else "model"
+
+    last = snap_info["config"]["epochs"] - 1
     out.mkdir(parents=True, exist_ok=True)
     copies = {
-        "context_model_trained.pth": (run / f"{prefix}_trained.pth", last),
-        "model_trained.pth": (run / f"{prefix}_trained.pth", last),
+        "context_model_trained.pth": (run, f"{prefix(run)}_trained.pth", info["config"]["epochs"] - 1),
+        "model_trained.pth": (snap_run, f"{prefix(snap_run)}_trained.pth", last),
     }
     for epoch in [*args.snapshots, last]:
-        copies[f"model_{epoch}.pth"] = (run / f"{prefix}_{epoch}.pth", epoch)
+        copies[f"model_{epoch}.pth"] = (snap_run, f"{prefix(snap_run)}_{epoch}.pth", epoch)
     evals = [json.loads(Path(e).read_text()) for e in args.eval]
     files = {}
-    for name, (src, epoch) in copies.items():
+    for name, (src_run, src_name, epoch) in copies.items():
+        src = src_run / src_name
         du.load_model(src)  # refuses anything that is not a course state dict
         shutil.copyfile(src, out / name)
-        steps = steps_per_epoch * (epoch + 1)
+        src_info = runs[src_run][1]
+        steps = src_info["steps"] // src_info["config"]["epochs"] * (epoch + 1)
         files[name] = {
             "sha256": file_sha256(out / name),
             "bytes": (out / name).stat().st_size,
-            "source": f"{run.name}/{src.name}",
+            "source": f"{src_run.name}/{src.name}",
+            **({"run": runs[src_run][0]} if uncond else {}),
             "epoch": epoch,
             "epochs": epoch + 1,
             "steps": steps,
-            "images_seen": steps * info["config"]["batch_size"],
-            "weights": f"EMA of the weights (decay {info['config']['ema_decay']})",
+            "images_seen": steps * src_info["config"]["batch_size"],
+            "weights": f"EMA of the weights (decay {src_info['config']['ema_decay']})",
             "evaluation": evaluations_for(evals, (src.name, name)),
         }
-    shutil.copyfile(run / "loss_log.csv", out / "loss_log.csv")
+    shutil.copyfile(snap_run / "loss_log.csv", out / "loss_log.csv")
+    record = run_record(info)
+    if uncond:
+        shutil.copyfile(run / "loss_log.csv", out / "context_loss_log.csv")
+        record["loss_log"] = {"file": "context_loss_log.csv", "sha256": file_sha256(out / "context_loss_log.csv")}
+    else:
+        record["loss_log"] = {"file": "loss_log.csv", "sha256": file_sha256(out / "loss_log.csv")}
     manifest = {
         "about": "Weights of the Sprite Diffusion course, all produced by scripts/train.py on this machine.",
-        "command": info["command"],
-        "resumed_with": info.get("resumed_with", []),
-        "note": info.get("note"),
-        "config": info["config"],
-        "dataset": info["dataset"],
-        "dataset_sha256": info["dataset_sha256"],
-        "labels_sha256": info["labels_sha256"],
-        "n_images": info["n_images"],
-        "steps": info["steps"],
-        "epochs": info["epochs_done"],
-        "images_seen": info["images_seen"],
-        "final_loss": info["final_loss"],
-        "wall_time_s": info["wall_time_s"],
-        "machine": info["machine"],
-        "device": info["device"],
-        "torch": info["torch"],
+        **record,
         "files": files,
         "evaluation": evals,
-        "loss_log": {"sha256": file_sha256(out / "loss_log.csv")},
     }
+    if uncond:
+        manifest["unconditional"] = {
+            **run_record(uncond_info),
+            "loss_log": {"file": "loss_log.csv", "sha256": file_sha256(out / "loss_log.csv")},
+        }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(files)} weights files and {out / 'MANIFEST.json'}")
     return 0

@@ -14,6 +14,12 @@ and the evaluation figures found in the --eval JSON files (written by scripts/ev
 copies the loss logs: the snapshots' run's to loss_log.csv (lesson 2 plots it), the context run's
 to context_loss_log.csv when the two differ.
 
+    python scripts/ship_weights.py --uncond-run runs/uncond --snapshots 0 4 8 --eval docs/eval_*.json
+
+ships the unconditional run next to the context model already in weights/: that file, its
+training record and its loss log stay (checked against their sha256 in MANIFEST.json first), and
+the previous run's snapshots that are no longer shipped are removed.
+
     python scripts/ship_weights.py --refresh-eval docs/eval/sweep/*.json docs/eval/final_*.json ...
 
 replaces only the evaluation figures of an existing weights/MANIFEST.json with those files (after a
@@ -92,11 +98,38 @@ def run_record(info: dict) -> dict:
     return record
 
 
+STATS_KEYS = ("steps", "epochs", "images_seen", "final_loss", "wall_time_s", "machine", "device", "torch")
+
+
+def shipped_context(out: Path) -> tuple[dict, dict, Path]:
+    """The context model already shipped in ``out``: its file entry, its run's record and loss log.
+
+    Both files are checked against ``out``/MANIFEST.json first; SystemExit with a clear message when
+    they do not match (ship with --run instead).
+    """
+    try:
+        manifest = json.loads((out / "MANIFEST.json").read_text())
+        entry = manifest["files"]["context_model_trained.pth"]
+        log = out / manifest["loss_log"]["file"]
+        if file_sha256(out / "context_model_trained.pth") != entry["sha256"]:
+            raise ValueError("context_model_trained.pth does not match its sha256")
+        if file_sha256(log) != manifest["loss_log"]["sha256"]:
+            raise ValueError(f"{log.name} does not match its sha256")
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(
+            f"ship_weights.py: error: cannot keep the shipped context model of {out} ({e}); give its run with --run"
+        ) from None
+    record = {key: manifest.get(key) for key in (*RECORD_KEYS, *STATS_KEYS)}
+    return {**entry, "run": "context"}, record, log
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="a finished scripts/train.py output folder (the context model)")
     p.add_argument(
-        "--uncond-run", help="a finished run without context: model_trained.pth and the snapshots come from it"
+        "--uncond-run",
+        help="a finished run without context: model_trained.pth and the snapshots come from it; "
+        "without --run the context model already in --out stays",
     )
     p.add_argument(
         "--refresh-eval",
@@ -108,74 +141,95 @@ def main(argv=None) -> int:
     p.add_argument("--eval", nargs="*", default=[], help="evaluate.py JSON files to record")
     p.add_argument("--out", default=str(du.WEIGHTS_DIR), help="default weights/")
     args = p.parse_args(argv)
-    if (args.run is None) == (args.refresh_eval is None):
-        p.error("give either --run (ship a finished run) or --refresh-eval (update the recorded evaluations)")
     if args.refresh_eval:
+        if args.run or args.uncond_run:
+            p.error("--refresh-eval updates the recorded evaluations only; give it without --run/--uncond-run")
         return refresh_evaluations(Path(args.out), [Path(e) for e in args.refresh_eval])
-    run, out = Path(args.run), Path(args.out)
-    info = finished_run(run)
-    uncond = Path(args.uncond_run) if args.uncond_run else None
-    uncond_info = finished_run(uncond) if uncond else None
-    if uncond and not info["config"]["context"]:
-        p.error(f"--run {run} was trained without context; with --uncond-run, --run is the context model")
-    if uncond and uncond_info["config"]["context"]:
-        p.error(f"--uncond-run {uncond} was trained with context; give a run made without --context")
-    if uncond and info["dataset_sha256"] != uncond_info["dataset_sha256"]:
-        p.error(f"{run} and {uncond} were trained on different data sets (see their run.json)")
-    snap_run, snap_info = (uncond, uncond_info) if uncond else (run, info)
-    runs = {run: ("context" if uncond else None, info), snap_run: ("unconditional" if uncond else None, snap_info)}
-
-    def prefix(r):
-        return "context_model" if runs[r][1]["config"]["context"] else "model"
-
-    last = snap_info["config"]["epochs"] - 1
-    out.mkdir(parents=True, exist_ok=True)
-    copies = {
-        "context_model_trained.pth": (run, f"{prefix(run)}_trained.pth", info["config"]["epochs"] - 1),
-        "model_trained.pth": (snap_run, f"{prefix(snap_run)}_trained.pth", last),
-    }
-    for epoch in [*args.snapshots, last]:
-        copies[f"model_{epoch}.pth"] = (snap_run, f"{prefix(snap_run)}_{epoch}.pth", epoch)
+    if not (args.run or args.uncond_run):
+        p.error("give --run and/or --uncond-run (ship finished runs) or --refresh-eval (update the evaluations)")
+    out = Path(args.out)
     evals = [json.loads(Path(e).read_text()) for e in args.eval]
-    files = {}
-    for name, (src_run, src_name, epoch) in copies.items():
-        src = src_run / src_name
-        du.load_model(src)  # refuses anything that is not a course state dict
-        shutil.copyfile(src, out / name)
-        src_info = runs[src_run][1]
-        steps = src_info["steps"] // src_info["config"]["epochs"] * (epoch + 1)
-        files[name] = {
-            "sha256": file_sha256(out / name),
-            "bytes": (out / name).stat().st_size,
-            "source": f"{src_run.name}/{src.name}",
-            **({"run": runs[src_run][0]} if uncond else {}),
+    two_models = args.uncond_run is not None
+    # the context model: from --run, or the one already shipped in out/
+    if args.run:
+        run = Path(args.run)
+        info = finished_run(run)
+        if two_models and not info["config"]["context"]:
+            p.error(f"--run {run} was trained without context; with --uncond-run, --run is the context model")
+        kept, record, context_log = None, run_record(info), run / "loss_log.csv"
+    else:
+        kept, record, context_log = shipped_context(out)
+    snap_run = Path(args.uncond_run) if two_models else run
+    snap_info = finished_run(snap_run) if two_models else info
+    if two_models and snap_info["config"]["context"]:
+        p.error(f"--uncond-run {snap_run} was trained with context; give a run made without --context")
+    if two_models and record["dataset_sha256"] != snap_info["dataset_sha256"]:
+        p.error(f"the context model and {snap_run} were trained on different data sets (see their run.json)")
+
+    def entry(src: Path, run_info: dict, epoch: int, role: str, name: str) -> dict:
+        steps = run_info["steps"] // run_info["config"]["epochs"] * (epoch + 1)
+        return {
+            "source": f"{src.parent.name}/{src.name}",
+            **({"run": role} if two_models else {}),
             "epoch": epoch,
             "epochs": epoch + 1,
             "steps": steps,
-            "images_seen": steps * src_info["config"]["batch_size"],
-            "weights": f"EMA of the weights (decay {src_info['config']['ema_decay']})",
+            "images_seen": steps * run_info["config"]["batch_size"],
+            "weights": f"EMA of the weights (decay {run_info['config']['ema_decay']})",
             "evaluation": evaluations_for(evals, (src.name, name)),
         }
-    shutil.copyfile(snap_run / "loss_log.csv", out / "loss_log.csv")
-    record = run_record(info)
-    if uncond:
-        shutil.copyfile(run / "loss_log.csv", out / "context_loss_log.csv")
+
+    prefix = "context_model" if snap_info["config"]["context"] else "model"
+    last = snap_info["config"]["epochs"] - 1
+    copies = {}  # shipped name -> (source file, its manifest entry)
+    if kept is None:
+        src = run / "context_model_trained.pth" if two_models else run / f"{prefix}_trained.pth"
+        copies["context_model_trained.pth"] = (
+            src,
+            entry(src, info, info["config"]["epochs"] - 1, "context", "context_model_trained.pth"),
+        )
+    src = snap_run / f"{prefix}_trained.pth"
+    copies["model_trained.pth"] = (src, entry(src, snap_info, last, "unconditional", "model_trained.pth"))
+    for epoch in [*args.snapshots, last]:
+        src = snap_run / f"{prefix}_{epoch}.pth"
+        copies[f"model_{epoch}.pth"] = (src, entry(src, snap_info, epoch, "unconditional", f"model_{epoch}.pth"))
+    for src, _ in copies.values():
+        du.load_model(src)  # refuses anything that is not a course state dict
+    out.mkdir(parents=True, exist_ok=True)
+    old_manifest = json.loads((out / "MANIFEST.json").read_text()) if (out / "MANIFEST.json").exists() else {}
+    # loss logs first: a kept context model's log is read from out/ before loss_log.csv is replaced
+    if two_models:
+        if context_log.resolve() != (out / "context_loss_log.csv").resolve():
+            shutil.copyfile(context_log, out / "context_loss_log.csv")
         record["loss_log"] = {"file": "context_loss_log.csv", "sha256": file_sha256(out / "context_loss_log.csv")}
-    else:
+    shutil.copyfile(snap_run / "loss_log.csv", out / "loss_log.csv")
+    if not two_models:
         record["loss_log"] = {"file": "loss_log.csv", "sha256": file_sha256(out / "loss_log.csv")}
+    files = {}
+    if kept is not None:
+        files["context_model_trained.pth"] = {
+            **kept,
+            "evaluation": evaluations_for(evals, (Path(kept["source"]).name, "context_model_trained.pth")),
+        }
+    for name, (src, info_entry) in copies.items():
+        shutil.copyfile(src, out / name)
+        files[name] = {"sha256": file_sha256(out / name), "bytes": (out / name).stat().st_size, **info_entry}
     manifest = {
         "about": "Weights of the Sprite Diffusion course, all produced by scripts/train.py on this machine.",
         **record,
         "files": files,
         "evaluation": evals,
     }
-    if uncond:
+    if two_models:
         manifest["unconditional"] = {
-            **run_record(uncond_info),
+            **run_record(snap_info),
             "loss_log": {"file": "loss_log.csv", "sha256": file_sha256(out / "loss_log.csv")},
         }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"wrote {len(files)} weights files and {out / 'MANIFEST.json'}")
+    for stale in sorted(set(old_manifest.get("files", {})) - set(files)):
+        (out / stale).unlink(missing_ok=True)  # a snapshot of the previous run that this one does not ship
+        print(f"removed {out / stale} (no longer shipped)")
+    print(f"wrote {len(copies)} weights files and {out / 'MANIFEST.json'}")
     return 0
 
 

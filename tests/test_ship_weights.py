@@ -98,3 +98,41 @@ def test_an_unfinished_run_is_refused(runs):
     (unc / "run.json").write_text(json.dumps({**info, "interrupted": True}))
     with pytest.raises(SystemExit, match="not a finished run"):
         ship_weights.main(["--run", str(ctx), "--uncond-run", str(unc), "--out", str(out)])
+
+
+def test_an_unconditional_run_ships_beside_the_context_model_already_shipped(runs):
+    ctx, unc, out = runs
+    assert ship_weights.main(["--run", str(ctx), "--snapshots", "0", "--out", str(out)]) == 0
+    before = json.loads((out / "MANIFEST.json").read_text())
+    assert ship_weights.main(["--uncond-run", str(unc), "--snapshots", "0", "--out", str(out)]) == 0
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert set(manifest["files"]) == {"context_model_trained.pth", "model_trained.pth", "model_0.pth", "model_3.pth"}
+    assert not (out / "model_2.pth").exists()  # the context run's last snapshot is no longer shipped
+    kept = manifest["files"]["context_model_trained.pth"]
+    assert (
+        kept["sha256"]
+        == file_sha256(ctx / "context_model_trained.pth")
+        == file_sha256(out / "context_model_trained.pth")
+    )
+    assert kept["run"] == "context" and kept["source"] == before["files"]["context_model_trained.pth"]["source"]
+    assert file_sha256(out / "model_trained.pth") == file_sha256(unc / "model_trained.pth")
+    assert {k: manifest[k] for k in ("command", "steps", "dataset_sha256")} == {
+        k: before[k] for k in ("command", "steps", "dataset_sha256")
+    }
+    assert manifest["unconditional"]["command"].endswith(f"--epochs 4 --out {unc}")
+    assert (out / "context_loss_log.csv").read_text() == (ctx / "loss_log.csv").read_text()
+    assert (out / "loss_log.csv").read_text() == (unc / "loss_log.csv").read_text()
+    assert manifest["loss_log"] == {"file": "context_loss_log.csv", "sha256": file_sha256(ctx / "loss_log.csv")}
+    # shipping again keeps the same context model and its log
+    assert ship_weights.main(["--uncond-run", str(unc), "--snapshots", "0", "--out", str(out)]) == 0
+    again = json.loads((out / "MANIFEST.json").read_text())
+    assert again["files"] == manifest["files"] and again["loss_log"] == manifest["loss_log"]
+
+
+def test_a_changed_shipped_context_model_is_not_kept(runs):
+    ctx, unc, out = runs
+    assert ship_weights.main(["--run", str(ctx), "--snapshots", "0", "--out", str(out)]) == 0
+    (out / "context_model_trained.pth").write_bytes(b"not the shipped file")
+    with pytest.raises(SystemExit, match=r"cannot keep the shipped context model.*does not match"):
+        ship_weights.main(["--uncond-run", str(unc), "--out", str(out)])
+    assert file_sha256(out / "model_trained.pth") == file_sha256(ctx / "context_model_trained.pth")

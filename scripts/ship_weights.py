@@ -110,7 +110,7 @@ def shipped_context(out: Path) -> tuple[dict, dict, Path]:
     try:
         manifest = json.loads((out / "MANIFEST.json").read_text())
         entry = manifest["files"]["context_model_trained.pth"]
-        log = out / manifest["loss_log"]["file"]
+        log = out / manifest["loss_log"].get("file", "loss_log.csv")  # older manifests name no file
         if file_sha256(out / "context_model_trained.pth") != entry["sha256"]:
             raise ValueError("context_model_trained.pth does not match its sha256")
         if file_sha256(log) != manifest["loss_log"]["sha256"]:
